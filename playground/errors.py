@@ -1,0 +1,43 @@
+"""The playground's exceptions: each message says what went wrong and how to fix it.
+
+The UI turns them into readable messages (gr.Error / lane status) and the server into
+HTTP errors; anything that is not a PlaygroundError is a bug and is reported as such.
+"""
+
+
+class PlaygroundError(Exception):
+    """Base class: an expected failure with a message written for the user."""
+
+
+class ModelNotFound(PlaygroundError):
+    pass
+
+
+class OfflineNoWeights(PlaygroundError):
+    pass
+
+
+class DoesNotFit(PlaygroundError):
+    def __init__(self, message: str, plan=None):
+        super().__init__(message)
+        self.plan = plan
+
+
+class QuantizationUnsupported(PlaygroundError):
+    pass
+
+
+class CorruptModelFolder(PlaygroundError):
+    pass
+
+
+class InvalidInput(PlaygroundError):
+    """A request broke a named limit or carried a malformed value."""
+
+
+class NoModelLoaded(PlaygroundError):
+    pass
+
+
+class GenerationFailed(PlaygroundError):
+    pass

@@ -1,0 +1,81 @@
+"""Timing and token metrics of one lane, as pure functions of its recorded timestamps.
+
+All times are seconds from the run's start (`t_start`, taken just before generate is called),
+so time to first token includes the prefill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class LaneMetrics:
+    prompt_tokens: int
+    generated_tokens: int
+    reasoning_tokens: int
+    answer_tokens: int
+    forced_tokens: int
+    ttft_s: float | None  # time to first token
+    ttfat_s: float | None  # time to first answer token
+    total_s: float | None
+    decode_tok_s: float | None  # tokens after the first, per second of decoding
+    itl_p50_ms: float | None  # inter-token latency
+    itl_p95_ms: float | None
+    finish_reason: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0–100); None for no values."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def lane_metrics(prompt_tokens: int, t_start: float, token_times: list[float], token_kinds: list[str],
+                 forced: list[bool] | None = None, first_answer_time: float | None = None,
+                 t_end: float | None = None, finish_reason: str | None = None) -> LaneMetrics:
+    n = len(token_times)
+    gaps = [b - a for a, b in zip(token_times, token_times[1:])]
+    decode_s = token_times[-1] - token_times[0] if n > 1 else 0.0
+    return LaneMetrics(
+        prompt_tokens=prompt_tokens,
+        generated_tokens=n,
+        reasoning_tokens=sum(1 for k in token_kinds if k == "reasoning"),
+        answer_tokens=sum(1 for k in token_kinds if k == "answer"),
+        forced_tokens=sum(1 for f in (forced or []) if f),
+        ttft_s=token_times[0] - t_start if n else None,
+        ttfat_s=first_answer_time - t_start if first_answer_time is not None else None,
+        total_s=(t_end if t_end is not None else (token_times[-1] if n else t_start)) - t_start,
+        decode_tok_s=(n - 1) / decode_s if decode_s > 0 else None,
+        itl_p50_ms=_ms(percentile(gaps, 50)),
+        itl_p95_ms=_ms(percentile(gaps, 95)),
+        finish_reason=finish_reason,
+    )
+
+
+def result_metrics(result) -> LaneMetrics:
+    """Metrics of an engine LaneResult (or anything with the same fields)."""
+    return lane_metrics(result.prompt_tokens, result.t_start, result.token_times, result.token_kinds,
+                        result.forced, result.first_answer_time, result.t_end, result.finish_reason)
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else x * 1000
+
+
+def format_metrics(m: LaneMetrics) -> str:
+    """One line for a lane's footer."""
+    def s(x, unit="s", nd=2):
+        return "–" if x is None else f"{x:.{nd}f} {unit}"
+
+    return (f"TTFT {s(m.ttft_s)} · first answer token {s(m.ttfat_s)} · reasoning {m.reasoning_tokens} / "
+            f"answer {m.answer_tokens} tokens · {s(m.decode_tok_s, 'tok/s', 1)} · "
+            f"ITL p50 {s(m.itl_p50_ms, 'ms', 0)} p95 {s(m.itl_p95_ms, 'ms', 0)} · {m.finish_reason or 'running'}")

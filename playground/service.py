@@ -1,0 +1,199 @@
+"""What the UI and the HTTP routes call: the loaded model, memory plans, and runs in flight.
+
+Plain Python (no gradio): every handler's logic lives here so a test can call it directly,
+and the UI stays a thin layer of components and event wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .catalog import PRESETS
+from .config import Settings
+from .engine import Engine, LaneSettings, Run, validate_settings
+from .errors import InvalidInput, NoModelLoaded, PlaygroundError
+from .loading import LoadedModel, load_config, load_model, plan_for, resolve
+from .memory import GB, MemoryPlan, parse_hardware
+from .metrics import result_metrics
+
+log = logging.getLogger(__name__)
+
+# Shortest interval between two UI updates of one run: at most ~25 updates/s, whatever the token rate.
+UI_UPDATE_INTERVAL_S = 0.04
+
+
+def validate_prompt(prompt, max_chars: int) -> str:
+    if not isinstance(prompt, str):
+        raise InvalidInput("The prompt must be text.")
+    if "\x00" in prompt:
+        raise InvalidInput("The prompt contains a NUL character: remove it.")
+    if not prompt.strip():
+        raise InvalidInput("The prompt is empty: write something to run.")
+    if len(prompt) > max_chars:
+        raise InvalidInput(f"The prompt has {len(prompt):,} characters, over the limit of {max_chars:,} "
+                           "(max_prompt_chars): shorten it.")
+    return prompt
+
+
+@dataclass
+class LaneView:
+    """What the UI shows of one lane at one moment."""
+
+    status: str
+    text: str
+    reasoning: str
+    answer: str
+    metrics: dict | None
+
+
+class Playground:
+    """One per server: owns the loaded model and the runs in flight (by client key)."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self.loaded: LoadedModel | None = None
+        self.engine: Engine | None = None
+        self._load_lock = threading.Lock()
+        self._runs: dict[str, Run] = {}
+        self._runs_lock = threading.Lock()
+
+    # --- models -----------------------------------------------------------------------------
+    def load(self, ref: str, quant: str, hardware: str = "", progress=None) -> LoadedModel:
+        hw = self._hardware(hardware)
+        with self._load_lock:
+            # Wait for a generation in flight: swapping the model under it would break it.
+            old = self.engine
+            if old is not None:
+                old.lock.acquire()
+            try:
+                loaded = load_model(ref, quant, self.settings.models_dir, hardware=hw,
+                                    progress=progress or (lambda f, m: None))
+                self.loaded, self.engine = loaded, Engine(loaded)
+            finally:
+                if old is not None:
+                    old.lock.release()
+        return loaded
+
+    def plan(self, ref: str, quant: str, hardware: str = "") -> MemoryPlan:
+        hw = self._hardware(hardware)
+        source = resolve(ref)
+        if source.preset is not None and source.kind == "preset":
+            from transformers import AutoConfig
+
+            shape = source.preset.shape
+            config = AutoConfig.for_model(shape.model_type, **shape.to_config_kwargs())
+        else:
+            config, _ = load_config(source, self.settings.models_dir)
+        plan, _quant, _reason = plan_for(config, source.label, quant, hw)
+        return plan
+
+    @staticmethod
+    def _hardware(spec: str):
+        if not spec or not spec.strip():
+            return None
+        try:
+            return parse_hardware(spec)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+
+    def require_engine(self) -> Engine:
+        if self.engine is None:
+            raise NoModelLoaded("No model is loaded: load one in the model panel first.")
+        return self.engine
+
+    def recommended(self) -> tuple[LaneSettings, LaneSettings]:
+        """Default lane settings from the loaded preset's recommendations."""
+        preset = self.loaded.source.preset if self.loaded else None
+        if preset is None:
+            preset = PRESETS["embedded"]
+        def conv(s):
+            return LaneSettings(max_new_tokens=min(s.max_new_tokens, self.settings.max_new_tokens),
+                                temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
+        return conv(preset.standard), conv(preset.reasoning)
+
+    # --- runs -------------------------------------------------------------------------------
+    def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings]) -> Run:
+        validate_prompt(prompt, self.settings.max_prompt_chars)
+        if system is not None and not isinstance(system, str):
+            raise InvalidInput("The system prompt must be text.")
+        if system and len(system) > self.settings.max_prompt_chars:
+            raise InvalidInput(f"The system prompt is over the limit of {self.settings.max_prompt_chars:,} "
+                               "characters (max_prompt_chars): shorten it.")
+        for lane, s in lanes.items():
+            validate_settings(s, self.settings.max_new_tokens, lane)
+        run = self.require_engine().start(prompt, system or None, lanes)
+        with self._runs_lock:
+            previous = self._runs.get(key)
+            if previous is not None:
+                previous.stop()
+            self._runs[key] = run
+        return run
+
+    def stop(self, key: str) -> bool:
+        with self._runs_lock:
+            run = self._runs.get(key)
+        if run is None:
+            return False
+        run.stop()
+        return True
+
+    def stream_views(self, key: str, run: Run) -> Iterator[dict[str, LaneView]]:
+        """Iterate a run, yielding every lane's view at most every UI_UPDATE_INTERVAL_S, and at the end.
+
+        Token timing lives in the engine; this only decides how often the UI hears about it, so a
+        slow browser never slows generation down."""
+        import time
+
+        last = 0.0
+        try:
+            for update in run:
+                now = time.perf_counter()
+                if update.kind != "token" or now - last >= UI_UPDATE_INTERVAL_S:
+                    last = now
+                    yield self.views(run)
+            yield self.views(run)
+        finally:
+            with self._runs_lock:
+                if self._runs.get(key) is run:
+                    del self._runs[key]
+
+    @staticmethod
+    def views(run: Run) -> dict[str, LaneView]:
+        out = {}
+        for lane, r in run.results.items():
+            metrics = result_metrics(r).to_dict() if r.token_times or r.status != "running" else None
+            out[lane] = LaneView(r.status, r.text, r.reasoning, r.answer, metrics)
+        return out
+
+    # --- descriptions ----------------------------------------------------------------------
+    def footer(self) -> str:
+        lm = self.loaded
+        if lm is None:
+            return "No model loaded."
+        return (f"Model **{lm.model_id}** · quantization **{lm.quant}** ({lm.quant_reason}) · "
+                f"device **{lm.device.value}** ({lm.device.reason}) · dtype **{lm.dtype.value}** ({lm.dtype.reason}) "
+                f"· loaded in {lm.load_seconds:.1f} s")
+
+
+def plan_markdown(plan: MemoryPlan) -> str:
+    rows = "\n".join(
+        f"| {d.name} | {d.capacity_bytes / GB:,.1f} GB | {d.usable_bytes / GB:,.1f} GB | "
+        f"{d.assigned_bytes / GB:,.2f} GB | {d.kv_bytes / GB:,.2f} GB | {d.layer_range} |"
+        for d in plan.devices)
+    by_quant = " · ".join(f"{q}: {b / GB:,.2f} GB" for q, b in plan.weight_bytes_by_quant.items())
+    verdict = "✅ fits" if plan.fits else f"❌ does not fit: short by {plan.shortfall_bytes / GB:,.1f} GB"
+    return (f"**{plan.model}**, {plan.quant}, on {plan.hardware}: {verdict}\n\n"
+            f"Weights per quantization: {by_quant}. KV cache: {plan.kv_bytes_per_token / 1024:,.0f} KiB per token, "
+            f"{plan.kv_tokens:,} tokens reserved.\n\n"
+            f"| device | memory | usable | weights | KV cache | modules |\n|---|---|---|---|---|---|\n{rows}")
+
+
+def explain(exc: Exception) -> str:
+    """A user-facing message for any exception: ours carry one; anything else is a bug."""
+    if isinstance(exc, PlaygroundError):
+        return str(exc)
+    log.exception("unexpected error", exc_info=exc)
+    return f"Unexpected error ({type(exc).__name__}): {exc}. This is a bug; the server keeps running."

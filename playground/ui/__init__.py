@@ -1,0 +1,5 @@
+"""The only package that imports gradio."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -203,6 +203,8 @@ def resolve_source(ref: str) -> ModelSource:
     Raises ValueError for a string that is none of these (the caller words the error).
     """
     ref = ref.strip()
+    if not ref:  # Path("") is the current folder: an empty choice must not load whatever is here
+        raise ValueError(ref)
     if ref in PRESETS:
         p = PRESETS[ref]
         return ModelSource("preset", p.key, p, p.family, p.reasoning_style)

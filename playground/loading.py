@@ -29,8 +29,29 @@ from .memory import GB, QUANT_MODES, MemoryPlan, choose_auto_quant, detected_har
 
 log = logging.getLogger(__name__)
 
-# bitsandbytes' int8 matmul warns on every forward pass on the CPU; once is enough.
+
+
+class _OnceFilter(logging.Filter):
+    """bitsandbytes' int8 matmul logs the same cast warning for every layer at every step; once is enough."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if not msg.startswith("MatMul8bitLt"):
+            return True
+        if msg in self.seen:
+            return False
+        self.seen.add(msg)
+        return True
+
+
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(_OnceFilter())
 warnings.filterwarnings("once", message="MatMul8bitLt: inputs will be cast")
+# bitsandbytes scales every max_memory entry by this before placing quantized weights.
+BNB_MAX_MEMORY_FACTOR = 0.90
 
 
 @dataclass(frozen=True)
@@ -118,7 +139,12 @@ def load_config(source: ModelSource, models_dir: Path, progress: Progress = _no_
     from transformers import AutoConfig
 
     if source.kind == "preset" and source.ref == EMBEDDED_KEY:
-        path = str(ensure_embedded_checkpoint(models_dir, progress))
+        try:
+            path = str(ensure_embedded_checkpoint(models_dir, progress))
+        except OSError as exc:  # a full disk or a read-only home: nothing half-written is left behind
+            raise CorruptModelFolder(f"Could not write the converted embedded model into {models_dir} "
+                                     f"({exc.strerror or exc}): it needs about 300 MB free and a writable "
+                                     "folder; set PLAYGROUND_HOME elsewhere.") from exc
     elif source.kind == "preset":
         path = source.preset.repo_id
     else:
@@ -194,8 +220,11 @@ def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, har
         raise QuantizationUnsupported(f"Cannot load in {quant}: {problem}. Use quantization 'none'.")
     kwargs: dict = {"dtype": torch_dtype, "quantization_config": bnb_config(quant, torch_dtype)}
     if device.value == "cuda":
-        kwargs["device_map"] = "auto"
-        kwargs["max_memory"] = plan.max_memory
+        # "sequential" fills GPU 0, then GPU 1, ... exactly as plan_placement does, so the real split is
+        # the planned one; the limits are divided by bitsandbytes' own factor so it ends up at the plan's.
+        kwargs["device_map"] = "sequential"
+        factor = BNB_MAX_MEMORY_FACTOR if quant != "none" else 1.0
+        kwargs["max_memory"] = {k: int(v / factor) for k, v in plan.max_memory.items()}
     else:
         kwargs["device_map"] = {"": "cpu"}
     progress(0.75, f"Loading weights ({quant})")

@@ -1,0 +1,104 @@
+"""Checks at the store's edge: every named limit has one home here and one check, and the
+InvalidInput message names the limit and the fix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from playground.engine import LANES
+from playground.errors import InvalidInput
+
+from .codec import encode_forced, encode_kinds, pack_ids, pack_times
+from .models import CELL_KINDS, RUN_STATUSES
+
+DEFAULT_TITLE = "Untitled"
+MAX_TITLE_CHARS = 200
+MAX_LIST_LIMIT = 500
+# secrets.token_urlsafe(32) gives 43 characters; anything much shorter is guessable.
+MIN_SHARE_TOKEN_CHARS = 32
+MAX_SHARE_TOKEN_CHARS = 200
+EDITABLE_CELL_FIELDS = ("kind", "prompt", "system_prompt", "note", "settings")
+
+
+def check_owner(owner) -> str:
+    # An empty owner is a caller bug (no browser secret, no user), never a real identity.
+    if not isinstance(owner, str) or not owner:
+        raise InvalidInput("The owner identity is missing: sign in, or allow the browser to keep its key.")
+    return owner
+
+
+def check_title(title) -> str:
+    if not isinstance(title, str) or not title.strip():
+        raise InvalidInput("A session title cannot be empty: type a name.")
+    title = title.strip()
+    if len(title) > MAX_TITLE_CHARS:
+        raise InvalidInput(f"The title has {len(title)} characters, over the limit of {MAX_TITLE_CHARS} "
+                           "(MAX_TITLE_CHARS): shorten it.")
+    return title
+
+
+def copy_title(title: str) -> str:
+    return check_title(f"{title} (copy)"[:MAX_TITLE_CHARS])
+
+
+def check_page(limit, offset) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidInput(f"limit={limit!r} is out of range: use 1–{MAX_LIST_LIMIT} (MAX_LIST_LIMIT).")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise InvalidInput(f"offset={offset!r} is out of range: use a whole number ≥ 0.")
+
+
+def escape_like(query: str) -> str:
+    # % and _ are LIKE wildcards: escape them (and the escape character) so they match literally.
+    return query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def check_share_token(token) -> str:
+    if not isinstance(token, str) or not MIN_SHARE_TOKEN_CHARS <= len(token) <= MAX_SHARE_TOKEN_CHARS:
+        raise InvalidInput(f"A share token needs {MIN_SHARE_TOKEN_CHARS}–{MAX_SHARE_TOKEN_CHARS} characters "
+                           "(MIN_SHARE_TOKEN_CHARS): make it with secrets.token_urlsafe(32).")
+    return token
+
+
+def check_cell_fields(values: dict) -> dict:
+    """Check the editable cell fields present in `values`; raise InvalidInput naming the bad one."""
+    unknown = set(values) - set(EDITABLE_CELL_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Cannot set {', '.join(sorted(unknown))}: a cell's editable fields are "
+                           f"{', '.join(EDITABLE_CELL_FIELDS)}.")
+    if "kind" in values and values["kind"] not in CELL_KINDS:
+        raise InvalidInput(f"kind={values['kind']!r}: a cell is one of {', '.join(CELL_KINDS)}.")
+    for name in ("prompt", "note"):
+        if name in values and not isinstance(values[name], str):
+            raise InvalidInput(f"The cell's {name} must be text.")
+    if "system_prompt" in values and not isinstance(values["system_prompt"], str | None):
+        raise InvalidInput("The system prompt must be text, or None for the model's default.")
+    if "settings" in values and not isinstance(values["settings"], dict):
+        raise InvalidInput('Cell settings must be a dict: {"standard": {...}, "reasoning": {...}}.')
+    return values
+
+
+def check_lane(lane) -> str:
+    if lane not in LANES:
+        raise InvalidInput(f"lane={lane!r}: a run's lane is one of {', '.join(LANES)}.")
+    return lane
+
+
+def check_status(status, allowed: Sequence[str] = RUN_STATUSES) -> str:
+    if status not in allowed:
+        raise InvalidInput(f"status={status!r}: use one of {', '.join(allowed)}.")
+    return status
+
+
+def run_progress(raw_text, reasoning_text, answer_text, token_ids, token_times, token_kinds, forced) -> dict:
+    """The run columns a checkpoint and a finish both write, with the token counts derived from them."""
+    kinds, flags = encode_kinds(token_kinds), encode_forced(forced)
+    n = len(token_ids)
+    if not len(token_times) == len(kinds) == len(flags) == n:
+        raise InvalidInput(f"Token arrays differ in length: {n} ids, {len(token_times)} times, {len(kinds)} kinds, "
+                           f"{len(flags)} forced flags; each token needs one of each.")
+    if not all(isinstance(t, str) for t in (raw_text, reasoning_text, answer_text)):
+        raise InvalidInput("A run's texts must be strings.")
+    return dict(raw_text=raw_text, reasoning_text=reasoning_text, answer_text=answer_text,
+                token_ids=pack_ids(token_ids), token_times=pack_times(token_times), token_kinds=kinds, forced=flags,
+                generated_tokens=n, reasoning_tokens=kinds.count("r"), answer_tokens=kinds.count("a"))

@@ -1,45 +1,65 @@
-"""The HTTP server: the Gradio app mounted at / next to plain routes (/healthz)."""
+"""The HTTP server: the Gradio app mounted at / next to plain routes (/healthz).
+
+A middleware gives every visitor a signed owner cookie on first contact: that cookie is what
+makes sessions theirs (no login needed), and it is HttpOnly so page scripts cannot read it.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from .config import Settings
+from .owner import COOKIE_MAX_AGE_S, COOKIE_NAME, load_secret, new_owner_id, sign, verify
 from .service import Playground
 
 log = logging.getLogger(__name__)
 
 
-def build_server(pg: Playground) -> FastAPI:
+def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     import gradio as gr
 
     from .ui import create_app
 
     api = FastAPI(title="Reasoning playground", docs_url=None, redoc_url=None)
 
+    @api.middleware("http")
+    async def owner_cookie(request: Request, call_next):
+        response = await call_next(request)
+        if verify(request.cookies.get(COOKIE_NAME), secret) is None and request.method == "GET" \
+                and request.url.path in ("/", ""):
+            response.set_cookie(COOKIE_NAME, sign(new_owner_id(), secret), max_age=COOKIE_MAX_AGE_S,
+                                httponly=True, samesite="lax")
+        return response
+
     @api.get("/healthz")
     def healthz() -> dict:
         return {"ok": True, "model": pg.loaded.model_id if pg.loaded else None}
 
-    demo = create_app(pg)
+    demo = create_app(pg, store, secret)
     # One generation at a time on the model: runs share the "gpu" pool and wait their turn.
     demo.queue(default_concurrency_limit=1, max_size=pg.settings.queue_size)
-    return gr.mount_gradio_app(api, demo, path="/")
+    from .ui.app import CSS
+
+    return gr.mount_gradio_app(api, demo, path="/", css=CSS)
 
 
 def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
+    from .store import default_db_path, open_store
+
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pg = Playground(settings)
-    log.info("home folder %s", settings.home)
-    loaded = pg.load(settings.model, settings.quant, progress=lambda f, m: log.info("%3.0f%% %s", f * 100, m))
+    db_path = default_db_path()
+    store = open_store(db_path)
+    interrupted = store.mark_interrupted()
+    log.info("home %s, database %s (%d interrupted run(s) recovered)", settings.home, db_path, interrupted)
+    pg.load(settings.model, settings.quant, progress=lambda f, m: log.info("%3.0f%% %s", f * 100, m))
     log.info("%s", pg.footer().replace("**", ""))
-    app = build_server(pg)
+    app = build_server(pg, store, load_secret(settings.home))
     log.info("serving on http://%s:%d", settings.host, settings.port)
-    del loaded
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 timeout_graceful_shutdown=2)

@@ -140,6 +140,14 @@ class Playground:
         run.stop()
         return True
 
+    def stop_prefix(self, prefix: str) -> bool:
+        """Stop every run whose key starts with prefix (all runs of one browser connection)."""
+        with self._runs_lock:
+            runs = [r for k, r in self._runs.items() if k.startswith(prefix)]
+        for r in runs:
+            r.stop()
+        return bool(runs)
+
     def stream_views(self, key: str, run: Run) -> Iterator[dict[str, LaneView]]:
         """Iterate a run, yielding every lane's view at most every UI_UPDATE_INTERVAL_S, and at the end.
 

@@ -152,7 +152,7 @@ BAD_RUNS = [
     pytest.param(dict(s_max=0), ["standard", "max_new_tokens", "out of range"], id="max-tokens-0"),
     pytest.param(dict(s_max=-5), ["standard", "max_new_tokens", "-5"], id="max-tokens-negative"),
     pytest.param(dict(r_max=10**9), ["reasoning", "max_new_tokens", "8192"], id="max-tokens-huge"),
-    pytest.param(dict(s_max=None), ["max new tokens", "empty"], id="max-tokens-missing"),
+    pytest.param(dict(s_max=None), ["standard lane", "max_new_tokens", "empty"], id="max-tokens-missing"),
     pytest.param(dict(s_temp="abc"), ["temperature", "not a number"], id="temperature-abc"),
     # gradio_client cannot put a float NaN into JSON, so NaN travels as text here (raw JSON NaN: below).
     pytest.param(dict(s_temp="NaN"), ["temperature", "finite"], id="temperature-nan"),

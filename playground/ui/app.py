@@ -1,150 +1,199 @@
-"""The Gradio page: model panel, a prompt, and the standard and reasoning lanes side by side.
+"""The Gradio page: a notebook of prompt cells, each run in a standard and a reasoning lane.
 
 create_app() returns the Blocks and never launches it; server.py mounts it. Handlers are thin:
-the logic lives in playground.service, and PlaygroundErrors become gr.Error messages.
+the logic lives in playground.service / playground.notebook / playground.store, and every
+PlaygroundError becomes a readable gr.Error, never a stack trace.
 """
 
 from __future__ import annotations
 
-import html
-import math
-
 import gradio as gr
 
 from ..catalog import PRESETS
+from ..charts import CellSummary, session_summary, summary_numbers
 from ..config import QUANTIZATIONS
-from ..engine import LaneSettings
-from ..errors import InvalidInput
-from ..metrics import LaneMetrics, format_metrics
+from ..metrics import LaneMetrics
+from ..notebook import Notebook
 from ..service import Playground, explain, plan_markdown
+from .api import register_api
+from .cells import render_cell
+from .common import owner_of
+from .views import EXAMPLES
 
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "stopped": "⏹️", "error": "⚠️"}
+CSS = """
+.cell { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px; margin-bottom: 12px; }
+.trace { white-space: pre-wrap; font-size: 0.9em; max-height: 420px; overflow-y: auto; margin: 0; }
+.lane-answer { min-height: 2em; }
+"""
 
-
-def _number(name: str, value, *, integer: bool = True, optional: bool = False):
-    """Coerce a number from the UI or an API client, or raise InvalidInput naming the field."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if optional:
-            return None
-        raise InvalidInput(f"{name} is empty: give a number.")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name}={value!r} is not a number.") from None
-    if math.isnan(x) or math.isinf(x):
-        raise InvalidInput(f"{name}={value!r} is not a finite number.")
-    if integer:
-        if x != int(x):
-            raise InvalidInput(f"{name}={value!r} must be a whole number.")
-        return int(x)
-    return x
+CTRL_ENTER_JS = """() => { document.addEventListener('keydown', (e) => {
+  if (e.key !== 'Enter' || !(e.ctrlKey || e.metaKey)) return;
+  const cell = document.activeElement && document.activeElement.closest('.cell');
+  const btn = cell ? cell.querySelector('.run-btn') : null;
+  if (btn) { e.preventDefault(); btn.click(); } }); }"""
 
 
-def lane_settings(max_new_tokens, temperature, top_p, top_k, seed, budget=None) -> LaneSettings:
-    return LaneSettings(
-        max_new_tokens=_number("max new tokens", max_new_tokens),
-        temperature=_number("temperature", temperature, integer=False),
-        top_p=_number("top_p", top_p, integer=False),
-        top_k=_number("top_k", top_k),
-        seed=_number("seed", seed),
-        thinking_budget=_number("thinking budget", budget, optional=True),
-    )
+def session_choices(store, owner: str, query: str = "") -> list[tuple[str, str]]:
+    return [(f"{s.title} · {s.updated_at:%Y-%m-%d %H:%M}", s.id) for s in store.list_sessions(owner, query)]
 
 
-def status_line(lane_name: str, status: str, metrics: dict | None) -> str:
-    line = f"**{lane_name}** {STATUS_ICONS.get(status, '')} {status}"
-    if metrics:
-        line += " · " + format_metrics(LaneMetrics(**metrics))
-    return line
+def summary_of(session) -> tuple[object, str]:
+    """The session summary chart and its headline numbers, from each cell's latest execution."""
+    cells = []
+    for i, cell in enumerate(session.cells, 1):
+        ex = cell.latest
+        if cell.kind != "prompt" or ex is None:
+            continue
+        lanes = {lane: LaneMetrics(**run.metrics) if run.metrics else None for lane, run in ex.runs.items()}
+        cells.append(CellSummary(f"Cell {i}", lanes.get("standard"), lanes.get("reasoning")))
+    nums = summary_numbers(cells)
+    if not cells:
+        return session_summary(cells), "Run a cell to see what reasoning costs."
+    mult = nums.get("median_latency_multiple")
+    text = (f"{nums['cells']} cells run · reasoning lane spent **{nums['total_extra_tokens']:+,}** extra tokens "
+            f"in all · median latency multiple **{mult:.2f}×**" if mult is not None else
+            f"{nums['cells']} cells run · extra tokens {nums['total_extra_tokens']:+,}")
+    return session_summary(cells), text
 
 
-def reasoning_block(text: str) -> str:
-    """The reasoning trace as escaped text: gr.Markdown would drop <think> elements and model output is
-    untrusted, so it is shown verbatim inside a pre block."""
-    return f"<pre style='white-space:pre-wrap'>{html.escape(text)}</pre>" if text else ""
-
-
-def create_app(pg: Playground) -> gr.Blocks:
-    std_default, rsn_default = pg.recommended()
+def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
+    nb = Notebook(pg, store)
     preset_choices = [(p.label, key) for key, p in PRESETS.items()]
 
     with gr.Blocks(title="Reasoning playground") as demo:
-        gr.Markdown("# Reasoning playground\nEvery prompt runs twice, side by side: **standard** (reasoning off) "
-                    "and **reasoning** (reasoning on), in one batched pass.")
-        with gr.Accordion("Model", open=False):
+        sid = gr.State(None)  # the open session's id
+        tick = gr.State(0)  # bumped to re-render the cells after a structural change
+        gr.Markdown("# Reasoning playground\nEvery cell runs twice, side by side, in one batched pass: "
+                    "**standard** (reasoning off) and **reasoning** (reasoning on).")
+        with gr.Accordion("Model", open=False, elem_id="model-panel"):
             with gr.Row():
-                model_box = gr.Dropdown(preset_choices, value="embedded", allow_custom_value=True,
+                model_box = gr.Dropdown(preset_choices, value=pg.settings.model, allow_custom_value=True,
                                         label="Preset, Hugging Face id or local folder")
                 quant_box = gr.Radio(list(QUANTIZATIONS), value=pg.settings.quant, label="Quantization")
-                hw_box = gr.Textbox(label="Hardware to plan for", placeholder="detected; or e.g. 2×H200, 4×A100-80GB")
+                hw_box = gr.Textbox(label="Hardware to plan for", placeholder="detected; or 2×H200, 4×A100-80GB")
             with gr.Row():
                 plan_btn = gr.Button("Memory plan")
                 load_btn = gr.Button("Load", variant="primary")
             plan_md = gr.Markdown()
             placement_md = gr.Markdown(pg.loaded.placement.to_markdown() if pg.loaded else "No model loaded.")
+        with gr.Row():
+            with gr.Column(scale=1, min_width=220):
+                search_box = gr.Textbox(label="Search sessions", placeholder="title or prompt text")
+                sessions_dd = gr.Dropdown([], label="Sessions", elem_id="sessions")
+                title_box = gr.Textbox(label="Title", elem_id="session-title")
+                with gr.Row():
+                    new_btn = gr.Button("New", size="sm")
+                    dup_btn = gr.Button("Duplicate", size="sm")
+                    del_btn = gr.Button("Delete", size="sm", variant="stop")
+            with gr.Column(scale=4):
+                with gr.Row():
+                    gr.Markdown("Start from an example:")
+                    example_btns = {name: gr.Button(name, size="sm") for name in EXAMPLES}
 
-        prompt_box = gr.Textbox(label="Prompt", lines=4, placeholder="Ask something… (Ctrl+Enter runs)",
-                                elem_id="prompt")
-        system_box = gr.Textbox(label="System prompt (optional)", lines=1)
-        with gr.Accordion("Lane settings", open=False):
-            with gr.Row():
-                with gr.Column():
-                    gr.Markdown("Standard lane")
-                    s_max = gr.Number(std_default.max_new_tokens, label="max new tokens", precision=0)
-                    s_temp = gr.Number(std_default.temperature, label="temperature (0 = greedy)")
-                    s_top_p = gr.Number(std_default.top_p, label="top_p")
-                    s_top_k = gr.Number(std_default.top_k, label="top_k (0 = off)", precision=0)
-                    s_seed = gr.Number(0, label="seed", precision=0)
-                with gr.Column():
-                    gr.Markdown("Reasoning lane")
-                    r_max = gr.Number(rsn_default.max_new_tokens, label="max new tokens", precision=0)
-                    r_temp = gr.Number(rsn_default.temperature, label="temperature (0 = greedy)")
-                    r_top_p = gr.Number(rsn_default.top_p, label="top_p")
-                    r_top_k = gr.Number(rsn_default.top_k, label="top_k (0 = off)", precision=0)
-                    r_seed = gr.Number(0, label="seed", precision=0)
-                    r_budget = gr.Number(None, label="thinking budget in tokens (empty = unlimited)", precision=0)
-        with gr.Row():
-            run_btn = gr.Button("Run", variant="primary", elem_id="run")
-            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
-        with gr.Row():
-            with gr.Column():
-                std_status = gr.Markdown("**Standard**", elem_id="standard-status")
-                std_answer = gr.Markdown(elem_id="standard-answer")
-            with gr.Column():
-                rsn_status = gr.Markdown("**Reasoning**", elem_id="reasoning-status")
-                with gr.Accordion("Reasoning trace", open=True, elem_id="reasoning-trace"):
-                    rsn_trace = gr.HTML(elem_id="reasoning-text")
-                rsn_answer = gr.Markdown(elem_id="reasoning-answer")
+                @gr.render(inputs=[sid, tick], concurrency_limit=None)
+                def cells(session_id, _tick, request: gr.Request):
+                    if not session_id:
+                        gr.Markdown("Loading…")
+                        return
+                    owner = owner_of(request, secret)
+                    try:
+                        session = store.get_session(owner, session_id)
+                    except Exception as exc:
+                        gr.Markdown(f"⚠️ {explain(exc)}")
+                        return
+                    for index, cell in enumerate(session.cells):
+                        render_cell(nb, pg, store, secret, session_id, cell, index, tick)
+                    with gr.Accordion("Session summary: what did reasoning cost?", open=True):
+                        fig, text = summary_of(session)
+                        gr.Markdown(text, elem_id="summary-text")
+                        gr.Plot(fig, elem_id="summary-plot")
+
+                with gr.Row():
+                    add_prompt_btn = gr.Button("+ Prompt cell", size="sm", elem_id="add-prompt")
+                    add_note_btn = gr.Button("+ Note cell", size="sm", elem_id="add-note")
         footer = gr.Markdown(pg.footer(), elem_id="footer")
 
-        def run(prompt, system, s_max_, s_temp_, s_top_p_, s_top_k_, s_seed_, r_max_, r_temp_, r_top_p_, r_top_k_,
-                r_seed_, r_budget_, request: gr.Request):
+        # --- sessions -----------------------------------------------------------------------------
+        def open_first(request: gr.Request):
+            owner = owner_of(request, secret)
+            wanted = request.query_params.get("session") if request else None
+            sessions = store.list_sessions(owner)
+            if wanted and any(s.id == wanted for s in sessions):
+                chosen = next(s for s in sessions if s.id == wanted)
+            elif sessions:
+                chosen = sessions[0]
+            else:
+                chosen = store.create_session(owner, "My first session")
+                store.add_cell(owner, chosen.id, prompt=EXAMPLES["Arithmetic"])
+            return chosen.id, gr.Dropdown(choices=session_choices(store, owner), value=chosen.id), chosen.title, 0
+
+        demo.load(open_first, None, [sid, sessions_dd, title_box, tick], js=CTRL_ENTER_JS)
+
+        def switch(session_id, request: gr.Request):
+            if not session_id:
+                return gr.skip(), gr.skip()
+            session = store.get_session(owner_of(request, secret), session_id)
+            return session_id, session.title
+
+        sessions_dd.input(switch, sessions_dd, [sid, title_box], concurrency_limit=None)
+
+        def search(query, request: gr.Request):
+            return gr.Dropdown(choices=session_choices(store, owner_of(request, secret), query or ""))
+
+        search_box.input(search, search_box, sessions_dd, trigger_mode="always_last", concurrency_limit=None)
+
+        def rename(session_id, title, request: gr.Request):
+            owner = owner_of(request, secret)
             try:
-                lanes = {"standard": lane_settings(s_max_, s_temp_, s_top_p_, s_top_k_, s_seed_),
-                         "reasoning": lane_settings(r_max_, r_temp_, r_top_p_, r_top_k_, r_seed_, r_budget_)}
-                key = request.session_hash or "anonymous"
-                run_ = pg.start_run(key, prompt, system, lanes)
+                store.rename_session(owner, session_id, title)
             except Exception as exc:
                 raise gr.Error(explain(exc)) from None
-            yield (status_line("Standard", "queued", None), "", status_line("Reasoning", "queued", None), "", "")
-            for views in pg.stream_views(key, run_):
-                s, r = views["standard"], views["reasoning"]
-                yield (status_line("Standard", s.status, s.metrics), s.answer,
-                       status_line("Reasoning", r.status, r.metrics), reasoning_block(r.reasoning), r.answer)
+            return gr.Dropdown(choices=session_choices(store, owner), value=session_id)
 
-        run_inputs = [prompt_box, system_box, s_max, s_temp, s_top_p, s_top_k, s_seed,
-                      r_max, r_temp, r_top_p, r_top_k, r_seed, r_budget]
-        run_outputs = [std_status, std_answer, rsn_status, rsn_trace, rsn_answer]
-        run_event = run_btn.click(run, run_inputs, run_outputs, api_name="run", concurrency_id="gpu")
-        prompt_box.submit(run, run_inputs, run_outputs, api_name=False, concurrency_id="gpu")
+        title_box.submit(rename, [sid, title_box], sessions_dd, concurrency_limit=None)
+        title_box.blur(rename, [sid, title_box], sessions_dd, concurrency_limit=None)
 
-        def stop(request: gr.Request) -> str:
-            stopped = pg.stop(request.session_hash or "anonymous")
-            return "stopping" if stopped else "nothing to stop"
+        def new_session(request: gr.Request):
+            owner = owner_of(request, secret)
+            s = store.create_session(owner)
+            store.add_cell(owner, s.id)
+            return s.id, gr.Dropdown(choices=session_choices(store, owner), value=s.id), s.title
 
-        stop_btn.click(stop, None, gr.Textbox(visible=False), api_name="stop", cancels=[run_event],
-                       concurrency_limit=None)
+        new_btn.click(new_session, None, [sid, sessions_dd, title_box], concurrency_limit=None)
 
+        def duplicate(session_id, request: gr.Request):
+            owner = owner_of(request, secret)
+            s = store.duplicate_session(owner, session_id)
+            return s.id, gr.Dropdown(choices=session_choices(store, owner), value=s.id), s.title
+
+        dup_btn.click(duplicate, sid, [sid, sessions_dd, title_box], concurrency_limit=None)
+
+        def delete(session_id, confirmed, request: gr.Request):
+            if not confirmed:
+                return gr.skip(), gr.skip(), gr.skip()
+            owner = owner_of(request, secret)
+            store.delete_session(owner, session_id)
+            remaining = store.list_sessions(owner)
+            s = remaining[0] if remaining else store.create_session(owner)
+            return s.id, gr.Dropdown(choices=session_choices(store, owner), value=s.id), s.title
+
+        confirm_flag = gr.Checkbox(visible=False)
+        del_btn.click(delete, [sid, confirm_flag], [sid, sessions_dd, title_box], concurrency_limit=None,
+                      js="(sid, _c) => [sid, confirm('Delete this session and all its runs? This cannot be undone.')]")
+
+        # --- cells ----------------------------------------------------------------------------------
+        def cell_adder(kind: str, prompt: str = ""):
+            def add(session_id, t, request: gr.Request):
+                store.add_cell(owner_of(request, secret), session_id, kind=kind, prompt=prompt)
+                return t + 1
+            return add
+
+        add_prompt_btn.click(cell_adder("prompt"), [sid, tick], tick, concurrency_limit=None)
+        add_note_btn.click(cell_adder("note"), [sid, tick], tick, concurrency_limit=None)
+        for name, btn in example_btns.items():
+            btn.click(cell_adder("prompt", EXAMPLES[name]), [sid, tick], tick, concurrency_limit=None)
+
+        # --- model ----------------------------------------------------------------------------------
         def plan(ref, quant, hardware):
             try:
                 return plan_markdown(pg.plan(ref, quant, hardware))
@@ -162,8 +211,5 @@ def create_app(pg: Playground) -> gr.Blocks:
 
         load_btn.click(load, [model_box, quant_box, hw_box], [placement_md, footer], api_name="load",
                        concurrency_id="gpu")
-        # Ctrl+Enter runs the prompt from anywhere on the page.
-        demo.load(None, None, None, js="""() => { document.addEventListener('keydown', (e) => {
-            if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault();
-              document.querySelector('#run')?.click(); } }); }""")
+        register_api(pg, nb, store, secret)
     return demo

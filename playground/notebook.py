@@ -1,0 +1,79 @@
+"""Running a notebook cell with everything saved as it happens (no gradio).
+
+A cell run starts an execution in the store (one run row per lane, status "running"), streams
+the engine's run, checkpoints every lane's partial text and timings at least once a second,
+and writes each lane's final state in one transaction at the end — also when the consumer
+goes away mid-run (a closed tab, a cancelled event), so nothing generated is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from .engine import LaneResult, LaneSettings, Run
+from .metrics import result_metrics
+from .service import LaneView, Playground
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0
+
+
+def lane_payload(r: LaneResult) -> dict:
+    """A lane's partial or final state in the store's terms (times relative to the run start)."""
+    n = min(len(r.token_ids), len(r.token_times), len(r.token_kinds), len(r.forced))
+    return dict(raw_text=r.text, reasoning_text=r.reasoning, answer_text=r.answer,
+                token_ids=list(r.token_ids[:n]), token_times=[round(t - r.t_start, 6) for t in r.token_times[:n]],
+                token_kinds=list(r.token_kinds[:n]), forced=list(r.forced[:n]))
+
+
+class Notebook:
+    """Cells of stored sessions run on the playground's engine."""
+
+    def __init__(self, pg: Playground, store):
+        self.pg = pg
+        self.store = store
+
+    def run_cell(self, owner: str, cell_id: str, key: str, prompt: str, system: str | None,
+                 lanes: dict[str, LaneSettings]) -> Iterator[tuple[dict[str, LaneView], Run]]:
+        """Save the cell's inputs, run it, and yield (every lane's view, the run) at most ~25 times a second."""
+        settings = {lane: s.to_dict() for lane, s in lanes.items()}
+        run = self.pg.start_run(key, prompt, system, lanes)  # validates before anything is written
+        self.store.update_cell(owner, cell_id, prompt=prompt, system_prompt=system or None, settings=settings)
+        record = self.pg.require_engine().reproducibility_record(run)
+        run_ids = self.store.start_execution(owner, cell_id, settings, record)
+        last_checkpoint = time.perf_counter()
+        finished: set[str] = set()
+        try:
+            for views in self.pg.stream_views(key, run):
+                now = time.perf_counter()
+                for lane, r in run.results.items():
+                    if r.status != "running" and lane not in finished:
+                        self._finish(run_ids[lane], r)
+                        finished.add(lane)
+                if now - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                    last_checkpoint = now
+                    for lane, r in run.results.items():
+                        if lane not in finished:
+                            self.store.checkpoint_run(run_ids[lane], **lane_payload(r))
+                yield views, run
+        finally:
+            run.stop()  # a no-op when the run already ended; stops it when the consumer went away
+            for lane, run_id in run_ids.items():
+                r = run.results.get(lane)
+                if r is None:  # never started (the consumer left while queued): an empty stopped run
+                    self.store.finish_run(run_id, status="stopped", prompt_tokens=len(run.prompts[lane].input_ids),
+                                          metrics=None, finish_reason="stopped", error=None, raw_text="",
+                                          reasoning_text="", answer_text="", token_ids=[], token_times=[],
+                                          token_kinds=[], forced=[])
+                elif lane not in finished:
+                    if r.status == "running":
+                        r.status, r.finish_reason = "stopped", "stopped"
+                    self._finish(run_ids[lane], r)
+
+    def _finish(self, run_id: str, r: LaneResult) -> None:
+        m = result_metrics(r)
+        self.store.finish_run(run_id, status=r.status, prompt_tokens=r.prompt_tokens, metrics=m.to_dict(),
+                              finish_reason=r.finish_reason, error=r.error, **lane_payload(r))

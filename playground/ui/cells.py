@@ -1,0 +1,272 @@
+"""One notebook cell: its inputs, its two lanes side by side, its charts, and its handlers.
+
+Called inside the page's @gr.render; every component has a key derived from the cell id so a
+re-render keeps what the user typed. A run streams at most ~25 updates per second (the service
+coalesces tokens); plots are rebuilt only every PLOT_INTERVAL_S and at the end, because a new
+figure per update costs far more than a growing string.
+"""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+
+from ..charts import LaneSeries
+from ..engine import LaneSettings
+from ..errors import InvalidInput
+from ..service import explain
+from .common import owner_of, run_key
+from .views import (
+    SETTING_FIELDS,
+    LaneShown,
+    answer_md,
+    figures,
+    reasoning_html,
+    series_from_run,
+    settings_values,
+    shown_from_run,
+    status_line,
+)
+
+PLOT_INTERVAL_S = 3.0
+EMPTY = LaneShown("empty", "", "", None)
+
+
+def number(name: str, value, *, integer: bool = True, optional: bool = False, lane: str = ""):
+    """Coerce a number from the page or an API client, or raise InvalidInput naming lane and field."""
+    import math
+
+    where = f"{lane} lane: " if lane else ""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if optional:
+            return None
+        raise InvalidInput(f"{where}{name} is empty: give a number.")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{where}{name}={value!r} is not a number.") from None
+    if math.isnan(x) or math.isinf(x):
+        raise InvalidInput(f"{where}{name}={value!r} is not a finite number.")
+    if integer:
+        if x != int(x):
+            raise InvalidInput(f"{where}{name}={value!r} must be a whole number.")
+        return int(x)
+    return x
+
+
+def lane_settings(lane: str, values: dict) -> LaneSettings:
+    """LaneSettings from loosely typed values (form fields or an API client's dict)."""
+    if not isinstance(values, dict):
+        raise InvalidInput(f"{lane} lane: settings must be an object of max_new_tokens, temperature, top_p, "
+                           "top_k, seed (and thinking_budget).")
+    unknown = set(values) - {*SETTING_FIELDS, "thinking_budget", "min_new_tokens"}
+    if unknown:
+        raise InvalidInput(f"{lane} lane: unknown settings {sorted(unknown)}.")
+    d = LaneSettings()
+    return LaneSettings(
+        max_new_tokens=number("max_new_tokens", values.get("max_new_tokens", d.max_new_tokens), lane=lane),
+        temperature=number("temperature", values.get("temperature", d.temperature), integer=False, lane=lane),
+        top_p=number("top_p", values.get("top_p", d.top_p), integer=False, lane=lane),
+        top_k=number("top_k", values.get("top_k", d.top_k), lane=lane),
+        seed=number("seed", values.get("seed", d.seed), lane=lane),
+        min_new_tokens=number("min_new_tokens", values.get("min_new_tokens", 0), lane=lane),
+        thinking_budget=number("thinking_budget", values.get("thinking_budget"), optional=True, lane=lane),
+    )
+
+
+def execution_view(cell, number_: int | None):
+    """(shown per lane, series per lane) of one stored execution (the latest when None)."""
+    ex = None
+    if cell.executions:
+        ex = cell.executions[-1] if number_ is None else next(
+            (e for e in cell.executions if e.number == number_), cell.executions[-1])
+    shown = {lane: shown_from_run(ex.runs[lane]) if ex and lane in ex.runs else EMPTY
+             for lane in ("standard", "reasoning")}
+    series = [series_from_run(ex.runs[lane]) for lane in ("standard", "reasoning") if ex and lane in ex.runs]
+    return shown, series
+
+
+def lane_outputs(shown: dict[str, LaneShown]):
+    s, r = shown["standard"], shown["reasoning"]
+    return (status_line("standard", s), answer_md(s.answer), status_line("reasoning", r),
+            reasoning_html(r.reasoning), answer_md(r.answer))
+
+
+def render_note(store, secret, cell, index: int, tick) -> None:
+    with gr.Group(elem_classes="cell note-cell"):
+        with gr.Row():
+            gr.Markdown(f"**Note {index + 1}**")
+            _cell_controls(store, secret, cell, tick)
+        text = gr.Textbox(cell.note, lines=3, label="Markdown", key=f"note-{cell.id}")
+        preview = gr.Markdown(cell.note, key=f"note-md-{cell.id}")
+
+        def save(value, request: gr.Request):
+            store.update_cell(owner_of(request, secret), cell.id, note=value)
+            return value
+
+        text.input(save, text, preview, trigger_mode="always_last", concurrency_limit=None,
+                   show_progress="hidden")
+
+
+def _cell_controls(store, secret, cell, tick) -> None:
+    up = gr.Button("↑", size="sm", min_width=36, scale=0, elem_classes="cell-up")
+    down = gr.Button("↓", size="sm", min_width=36, scale=0, elem_classes="cell-down")
+    delete = gr.Button("✕", size="sm", min_width=36, scale=0, variant="stop", elem_classes="cell-delete")
+
+    def move(delta):
+        def go(t, request: gr.Request):
+            store.move_cell(owner_of(request, secret), cell.id, delta)
+            return t + 1
+        return go
+
+    def remove(t, confirmed, request: gr.Request):
+        if not confirmed:
+            return gr.skip()
+        store.delete_cell(owner_of(request, secret), cell.id)
+        return t + 1
+
+    up.click(move(-1), tick, tick, concurrency_limit=None)
+    down.click(move(+1), tick, tick, concurrency_limit=None)
+    flag = gr.Checkbox(visible=False, key=f"del-flag-{cell.id}")
+    delete.click(remove, [tick, flag], tick, concurrency_limit=None,
+                 js="(t, _c) => [t, confirm('Delete this cell and its runs?')]")
+
+
+def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) -> None:
+    if cell.kind == "note":
+        render_note(store, secret, cell, index, tick)
+        return
+    std_default, rsn_default = pg.recommended()
+    saved = cell.settings or {}
+    sv = settings_values(saved.get("standard"), std_default)
+    rv = settings_values(saved.get("reasoning"), rsn_default)
+    shown, series = execution_view(cell, None)
+    versions = [e.number for e in cell.executions]
+    k = cell.id
+    with gr.Group(elem_classes="cell prompt-cell", elem_id=f"cell-{k}"):
+        with gr.Row(equal_height=True):
+            gr.Markdown(f"**Cell {index + 1}**")
+            version = gr.Dropdown([(f"run {n}", n) for n in versions], value=versions[-1] if versions else None,
+                                  show_label=False, container=False, key=f"ver-{k}", min_width=100, scale=0,
+                                  elem_classes="cell-version")
+            _cell_controls(store, secret, cell, tick)
+        prompt = gr.Textbox(cell.prompt, lines=3, label="Prompt (Ctrl+Enter runs)", key=f"prompt-{k}",
+                            elem_classes="cell-prompt")
+        system = gr.Textbox(cell.system_prompt or "", lines=1, label="System prompt (optional)", key=f"sys-{k}")
+        with gr.Accordion("Lane settings", open=False):
+            with gr.Row():
+                with gr.Column():
+                    gr.Markdown("Standard lane")
+                    s_fields = [gr.Number(sv[f], label=f, key=f"s-{f}-{k}") for f in SETTING_FIELDS]
+                with gr.Column():
+                    gr.Markdown("Reasoning lane")
+                    r_fields = [gr.Number(rv[f], label=f, key=f"r-{f}-{k}") for f in SETTING_FIELDS]
+                    r_budget = gr.Number(rv.get("thinking_budget"), label="thinking budget (empty = unlimited)",
+                                         key=f"r-budget-{k}")
+        with gr.Row():
+            run_btn = gr.Button("Run", variant="primary", size="sm", scale=0, min_width=90, elem_classes="run-btn")
+            stop_btn = gr.Button("Stop", variant="stop", size="sm", scale=0, min_width=90, elem_classes="stop-btn")
+        s_status_v, s_answer_v, r_status_v, r_trace_v, r_answer_v = lane_outputs(shown)
+        with gr.Row(equal_height=False):
+            with gr.Column(elem_classes="lane lane-standard"):
+                s_status = gr.Markdown(s_status_v, elem_classes="lane-status")
+                s_answer = gr.Markdown(s_answer_v, elem_classes="lane-answer")
+            with gr.Column(elem_classes="lane lane-reasoning"):
+                r_status = gr.Markdown(r_status_v, elem_classes="lane-status")
+                with gr.Accordion("Reasoning trace", open=not shown["reasoning"].answer,
+                                  elem_classes="reasoning-acc") as r_acc:
+                    r_trace = gr.HTML(r_trace_v, elem_classes="reasoning-trace")
+                r_answer = gr.Markdown(r_answer_v, elem_classes="lane-answer")
+        with gr.Accordion("Charts", open=True):
+            figs = figures(series, k)
+            with gr.Row():
+                p_tokens = gr.Plot(figs[0], elem_classes="plot-tokens")
+                p_itl = gr.Plot(figs[1], elem_classes="plot-itl")
+                p_split = gr.Plot(figs[2], elem_classes="plot-split")
+
+    outputs = [s_status, s_answer, r_status, r_trace, r_answer, r_acc, p_tokens, p_itl, p_split, version]
+
+    def save_text(field):
+        def save(value, request: gr.Request):
+            store.update_cell(owner_of(request, secret), k, **{field: value})
+        return save
+
+    prompt.input(save_text("prompt"), prompt, None, trigger_mode="always_last", concurrency_limit=None,
+                 show_progress="hidden")
+    system.input(save_text("system_prompt"), system, None, trigger_mode="always_last", concurrency_limit=None,
+                 show_progress="hidden")
+
+    # Explicit parameters: gradio injects gr.Request only into a named positional parameter.
+    def run(prompt_v, system_v, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k, r_seed,
+            r_budget_v, request: gr.Request):
+        owner = owner_of(request, secret)
+        try:
+            lanes = {"standard": lane_settings("standard", dict(zip(
+                        SETTING_FIELDS, (s_max, s_temp, s_top_p, s_top_k, s_seed), strict=True))),
+                     "reasoning": lane_settings("reasoning", {**dict(zip(
+                        SETTING_FIELDS, (r_max, r_temp, r_top_p, r_top_k, r_seed), strict=True)),
+                        "thinking_budget": r_budget_v})}
+            stream = nb.run_cell(owner, k, run_key(request, k), prompt_v, system_v, lanes)
+            first = next(stream)
+        except Exception as exc:
+            raise gr.Error(explain(exc)) from None
+        yield from _stream(stream, first, store, owner, session_id, k)
+
+    run_btn.click(run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id="gpu",
+                  show_progress="minimal")
+
+    def stop(request: gr.Request):
+        pg.stop(run_key(request, k))
+
+    stop_btn.click(stop, None, None, concurrency_limit=None)
+
+    def show_version(n, request: gr.Request):
+        fresh = _find_cell(store, owner_of(request, secret), session_id, k)
+        if fresh is None:
+            return (gr.skip(),) * len(outputs)
+        shown_v, series_v = execution_view(fresh, n)
+        return (*lane_outputs(shown_v), gr.Accordion(open=not shown_v["reasoning"].answer), *figures(series_v, k),
+                gr.skip())
+
+    version.input(show_version, version, outputs, concurrency_limit=None)
+
+
+def _find_cell(store, owner, session_id, cell_id):
+    session = store.get_session(owner, session_id)
+    return next((c for c in session.cells if c.id == cell_id), None)
+
+
+def _stream(stream, first, store, owner, session_id, cell_id):
+    """Turn the notebook's (views, run) pairs into component updates: text every time, the reasoning
+    accordion folded once the answer starts, plots every PLOT_INTERVAL_S and at the end."""
+    answer_started = False
+    last_plot = time.perf_counter()
+
+    def updates(item, final=False):
+        nonlocal answer_started, last_plot
+        views, run = item
+        shown = {lane: LaneShown(x.status, x.reasoning, x.answer, x.metrics) for lane, x in views.items()}
+        for lane in ("standard", "reasoning"):
+            shown.setdefault(lane, EMPTY)
+        acc = gr.skip()
+        if shown["reasoning"].answer.strip() and not answer_started:
+            answer_started = True
+            acc = gr.Accordion(open=False)
+        plots = (gr.skip(),) * 3
+        now = time.perf_counter()
+        if final or now - last_plot >= PLOT_INTERVAL_S:
+            last_plot = now
+            plots = figures([LaneSeries.from_result(r) for r in run.results.values()], cell_id)
+        return (*lane_outputs(shown), acc, *plots)
+
+    item = first
+    yield (*updates(item), gr.skip())
+    for item in stream:
+        yield (*updates(item), gr.skip())
+    versions = gr.skip()
+    cell = _find_cell(store, owner, session_id, cell_id)
+    if cell is not None:
+        ns = [e.number for e in cell.executions]
+        versions = gr.Dropdown(choices=[(f"run {n}", n) for n in ns], value=ns[-1] if ns else None)
+    yield (*updates(item, final=True), versions)

@@ -1,0 +1,85 @@
+"""Pure functions from domain records to what the page shows (strings and figures).
+
+Model output and prompts are untrusted: everything here escapes or sanitizes before it reaches
+HTML, and <think> tags never reach gr.Markdown (which would silently drop them).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from ..charts import LaneSeries, inter_token_latency, token_split, tokens_over_time
+from ..engine import LaneSettings
+from ..metrics import LaneMetrics, format_metrics
+
+STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "stopped": "⏹️", "error": "⚠️", "interrupted": "💥",
+                "empty": ""}
+LANE_TITLES = {"standard": "Standard", "reasoning": "Reasoning"}
+SETTING_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "seed")
+
+EXAMPLES = {
+    "Arithmetic": "A shop sells pencils at 3 for 45 cents. How much do 14 pencils cost?",
+    "Logic puzzle": "Alice is older than Bob. Carol is younger than Bob. Dave is older than Alice. "
+                    "Who is the youngest, and who is the oldest?",
+    "Coding task": "Write a Python function that returns the n-th Fibonacci number iteratively.",
+}
+
+
+@dataclass(frozen=True)
+class LaneShown:
+    """One lane as the page shows it, live or from the store."""
+
+    status: str
+    reasoning: str
+    answer: str
+    metrics: dict | None
+    error: str | None = None
+
+
+def status_line(lane: str, shown: LaneShown) -> str:
+    title = LANE_TITLES.get(lane, lane)
+    line = f"**{title}** {STATUS_ICONS.get(shown.status, '')} {shown.status}"
+    if shown.metrics:
+        line += " · " + html.escape(format_metrics(LaneMetrics(**shown.metrics)), quote=False)
+    if shown.error:
+        line += f"\n\n⚠️ {html.escape(shown.error, quote=False)}"
+    return line
+
+
+def reasoning_html(text: str) -> str:
+    """The thinking trace, verbatim and escaped (gr.Markdown would drop <think> and render HTML)."""
+    if not text:
+        return "<div class='trace-empty'>no reasoning</div>"
+    return f"<pre class='trace'>{html.escape(text)}</pre>"
+
+
+def answer_md(text: str) -> str:
+    """Answers render as Markdown (gr.Markdown sanitizes HTML); stray think tags are escaped so the
+    Markdown renderer cannot swallow them."""
+    for tag in ("<think>", "</think>", "<thinking>", "</thinking>", "<reasoning>", "</reasoning>"):
+        text = text.replace(tag, html.escape(tag))
+    return text
+
+
+def shown_from_run(run) -> LaneShown:
+    """A stored RunInfo as shown."""
+    return LaneShown(run.status, run.reasoning_text, run.answer_text, run.metrics, run.error)
+
+
+def series_from_run(run) -> LaneSeries:
+    return LaneSeries.from_stored(run.lane, list(run.token_times), run.token_kinds, run.forced)
+
+
+def figures(series: list[LaneSeries], key: str):
+    """The three per-cell charts, keyed so a re-render keeps the user's zoom."""
+    return (tokens_over_time(series, uirevision=key), inter_token_latency(series, uirevision=key),
+            token_split(series, uirevision=key))
+
+
+def settings_values(saved: dict | None, default: LaneSettings) -> dict:
+    """A lane's settings for the form: the cell's saved ones, else the model's recommendation."""
+    base = default.to_dict()
+    if saved:
+        base.update({k: v for k, v in saved.items() if k in base})
+    return base

@@ -68,7 +68,7 @@ def test_consumer_leaving_mid_run_saves_a_stopped_run(nb):
     gen = nb.run_cell(OWNER, cell.id, "k", "Write a long story.", None,
                       {"standard": LaneSettings(max_new_tokens=300, min_new_tokens=300),
                        "reasoning": LaneSettings(max_new_tokens=300, min_new_tokens=300)})
-    for i, (_views, run) in enumerate(gen):
+    for _views, run in gen:
         if len(run.results["standard"].token_ids) >= 4:
             break
     gen.close()  # what gradio does when the tab closes or the event is cancelled

@@ -98,7 +98,7 @@ def render_note(store, secret, cell, index: int, tick) -> None:
         with gr.Row():
             gr.Markdown(f"**Note {index + 1}**")
             _cell_controls(store, secret, cell, tick)
-        text = gr.Textbox(cell.note, lines=3, label="Markdown", key=f"note-{cell.id}")
+        text = gr.Textbox(cell.note, lines=3, label="Markdown", key=f"note-{cell.id}", interactive=True)
         preview = gr.Markdown(cell.note, key=f"note-md-{cell.id}")
 
         def save(value, request: gr.Request):
@@ -152,18 +152,20 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
                                   elem_classes="cell-version")
             _cell_controls(store, secret, cell, tick)
         prompt = gr.Textbox(cell.prompt, lines=3, label="Prompt (Ctrl+Enter runs)", key=f"prompt-{k}",
-                            elem_classes="cell-prompt")
-        system = gr.Textbox(cell.system_prompt or "", lines=1, label="System prompt (optional)", key=f"sys-{k}")
+                            elem_classes="cell-prompt", interactive=True)
+        system = gr.Textbox(cell.system_prompt or "", lines=1, label="System prompt (optional)", key=f"sys-{k}",
+                            interactive=True)
         with gr.Accordion("Lane settings", open=False):
+            gr.Markdown("Standard lane (reasoning off)")
             with gr.Row():
-                with gr.Column():
-                    gr.Markdown("Standard lane")
-                    s_fields = [gr.Number(sv[f], label=f, key=f"s-{f}-{k}") for f in SETTING_FIELDS]
-                with gr.Column():
-                    gr.Markdown("Reasoning lane")
-                    r_fields = [gr.Number(rv[f], label=f, key=f"r-{f}-{k}") for f in SETTING_FIELDS]
-                    r_budget = gr.Number(rv.get("thinking_budget"), label="thinking budget (empty = unlimited)",
-                                         key=f"r-budget-{k}")
+                s_fields = [gr.Number(sv[f], label=f, key=f"s-{f}-{k}", interactive=True, min_width=90)
+                            for f in SETTING_FIELDS]
+            gr.Markdown("Reasoning lane (reasoning on)")
+            with gr.Row():
+                r_fields = [gr.Number(rv[f], label=f, key=f"r-{f}-{k}", interactive=True, min_width=90)
+                            for f in SETTING_FIELDS]
+                r_budget = gr.Number(rv.get("thinking_budget"), label="thinking budget (empty = unlimited)",
+                                     key=f"r-budget-{k}", interactive=True, min_width=90)
         with gr.Row():
             run_btn = gr.Button("Run", variant="primary", size="sm", scale=0, min_width=90, elem_classes="run-btn")
             stop_btn = gr.Button("Stop", variant="stop", size="sm", scale=0, min_width=90, elem_classes="stop-btn")
@@ -213,8 +215,9 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
             raise gr.Error(explain(exc)) from None
         yield from _stream(stream, first, store, owner, session_id, k)
 
+    # After the run, re-render from the store so the session summary and versions include it.
     run_btn.click(run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id="gpu",
-                  show_progress="minimal")
+                  show_progress="minimal").then(lambda t: t + 1, tick, tick, concurrency_limit=None)
 
     def stop(request: gr.Request):
         pg.stop(run_key(request, k))

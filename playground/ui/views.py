@@ -13,7 +13,7 @@ from ..charts import LaneSeries, inter_token_latency, token_split, tokens_over_t
 from ..engine import LaneSettings
 from ..metrics import LaneMetrics, format_metrics
 
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "done": "✅", "stopped": "⏹️", "error": "⚠️", "interrupted": "💥",
+STATUS_ICONS = {"queued": "…", "running": "▸", "done": "✓", "stopped": "■", "error": "✗", "interrupted": "✗",
                 "empty": ""}
 LANE_TITLES = {"standard": "Standard", "reasoning": "Reasoning"}
 SETTING_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "seed")

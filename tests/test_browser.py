@@ -1,0 +1,117 @@
+"""The notebook in a real browser: Debian's chromium driven by Playwright against the real server."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run `apt-get install chromium` (make test does it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    pg = context.new_page()
+    pg.goto(server.url + "/")
+    pg.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
+    yield pg
+    context.close()
+
+
+def lane_status(cell, lane: str) -> str:
+    return cell.locator(f".lane-{lane} .prose.lane-status").inner_text()
+
+
+def wait_status(cell, lane: str, pattern: str, timeout_s: float = 120) -> None:
+    cell.page.wait_for_function(
+        """([el, pat]) => new RegExp(pat).test(el.innerText)""",
+        arg=[cell.locator(f".lane-{lane} .prose.lane-status").element_handle(), pattern], timeout=timeout_s * 1000)
+
+
+def set_setting(cell, lane_index: int, label: str, value: str) -> None:
+    """Lane settings are two columns of numbers (standard first); fill one by its label."""
+    acc = cell.locator(".label-wrap", has_text="Lane settings")
+    if not cell.locator("input[type=number]").first.is_visible():
+        acc.click()
+    field = cell.get_by_label(label, exact=True).nth(lane_index)
+    field.fill(value)
+    field.press("Tab")
+
+
+def test_run_a_cell_and_see_both_lanes_charts_and_folding(page):
+    cell = page.locator(".prompt-cell").first
+    cell.locator(".cell-prompt textarea").fill("What is 12 + 30? Answer briefly.")
+    set_setting(cell, 0, "max_new_tokens", "48")
+    set_setting(cell, 1, "max_new_tokens", "64")
+    cell.locator(".run-btn").click()
+    wait_status(cell, "standard", r"running|done")
+    wait_status(cell, "standard", r"done")
+    wait_status(cell, "reasoning", r"done")
+    # the page re-renders from the store after a run: the session summary then counts this cell
+    page.wait_for_function("() => /cells? run/.test(document.querySelector('#summary-text')?.innerText || '')",
+                           timeout=30_000)
+    page.wait_for_timeout(500)
+    assert cell.locator(".lane-standard .prose.lane-answer").inner_text().strip()
+    assert re.search(r"TTFT \d", lane_status(cell, "standard"))
+    trace = cell.locator(".lane-reasoning pre.trace")
+    assert trace.inner_text().strip()
+    # charts: the three per-cell plots are drawn by plotly in the page
+    page.wait_for_function("() => document.querySelectorAll('.prompt-cell .js-plotly-plot').length >= 3",
+                           timeout=30_000)
+    # fold and unfold the reasoning trace
+    header = cell.locator(".reasoning-acc .label-wrap").first
+    was_visible = trace.is_visible()
+    header.click()
+    page.wait_for_timeout(400)
+    assert trace.is_visible() != was_visible
+    header.click()
+    page.wait_for_timeout(400)
+    assert trace.is_visible() == was_visible
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "notebook.png"), full_page=True)
+
+
+def test_stop_a_long_run(page):
+    cell = page.locator(".prompt-cell").first
+    cell.locator(".cell-prompt textarea").fill("Write a very long story about the sea.")
+    set_setting(cell, 0, "max_new_tokens", "2000")
+    set_setting(cell, 1, "max_new_tokens", "2000")
+    cell.locator(".cell-prompt textarea").press("Control+Enter")  # Ctrl+Enter runs the focused cell
+    wait_status(cell, "standard", r"running")
+    page.wait_for_timeout(1500)
+    cell.locator(".stop-btn").click()
+    wait_status(cell, "standard", r"stopped", timeout_s=60)
+    wait_status(cell, "reasoning", r"stopped", timeout_s=60)
+    tokens = re.search(r"answer (\d+) tokens", lane_status(cell, "standard"))
+    assert tokens and int(tokens.group(1)) < 2000
+
+
+def test_add_a_cell_from_an_example_and_the_notebook_keeps_it(page):
+    prompts = page.locator(".cell-prompt textarea")  # one per prompt cell
+    before = prompts.count()
+    page.get_by_role("button", name="Logic puzzle").click()
+    page.wait_for_function(f"() => document.querySelectorAll('.cell-prompt textarea').length > {before}",
+                           timeout=30_000)
+    assert "Alice is older than Bob" in prompts.last.input_value()
+    page.reload()
+    page.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
+    assert prompts.count() == before + 1
+    assert "Alice is older than Bob" in prompts.last.input_value()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import EMBEDDED_KEY, ModelSource, resolve_source
-from .config import Detected, detect_compute_dtype, detect_device
+from .config import Detected, detect_compute_dtype, detect_cpu_threads, detect_device
 from .embedded import Progress, _no_progress, ensure_embedded_checkpoint
 from .errors import (
     CorruptModelFolder,
@@ -195,7 +195,7 @@ def plan_for(config, label: str, quant: str, hardware=None, kv_tokens: int | Non
 
 
 def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, hardware=None,
-               progress: Progress = _no_progress, kv_tokens: int | None = None) -> LoadedModel:
+               progress: Progress = _no_progress, kv_tokens: int | None = None, cpu_threads: int = 0) -> LoadedModel:
     """Resolve, plan, and load a model; raises PlaygroundError subclasses with actionable text."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -242,6 +242,10 @@ def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, har
                                      "again.") from exc
         raise _explain_hub_error(exc, path) from exc
     model.eval()
+    threads = None
+    if device.value == "cpu":
+        threads = detect_cpu_threads(plan_params(plan), cpu_threads)
+        torch.set_num_threads(int(threads.value))
     progress(0.95, "Loading the tokenizer")
     tokenizer = load_tokenizer(path)
     placement = placement_report(model, quant, dtype.value, plan.weight_bytes)
@@ -249,7 +253,13 @@ def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, har
     return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=path, quant=quant,
                        quant_reason=quant_reason, device=device, dtype=dtype, plan=plan, placement=placement,
                        load_seconds=time.perf_counter() - started,
-                       revision=getattr(config, "_commit_hash", None) or "local")
+                       revision=getattr(config, "_commit_hash", None) or "local",
+                       settings_reasons={"cpu_threads": threads} if threads else {})
+
+
+def plan_params(plan: MemoryPlan) -> int:
+    """Parameter count from the plan's unquantized (2 bytes per parameter) weight size."""
+    return plan.weight_bytes_by_quant["none"] // 2
 
 
 def load_tokenizer(path: str):

@@ -127,7 +127,7 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                 store.add_cell(owner, chosen.id, prompt=EXAMPLES["Arithmetic"])
             return chosen.id, gr.Dropdown(choices=session_choices(store, owner), value=chosen.id), chosen.title, 0
 
-        demo.load(open_first, None, [sid, sessions_dd, title_box, tick], js=CTRL_ENTER_JS)
+        demo.load(open_first, None, [sid, sessions_dd, title_box, tick], js=CTRL_ENTER_JS, api_visibility="private")
 
         def switch(session_id, request: gr.Request):
             if not session_id:
@@ -135,12 +135,13 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
             session = store.get_session(owner_of(request, secret), session_id)
             return session_id, session.title
 
-        sessions_dd.input(switch, sessions_dd, [sid, title_box], concurrency_limit=None)
+        sessions_dd.input(switch, sessions_dd, [sid, title_box], concurrency_limit=None, api_visibility="private")
 
         def search(query, request: gr.Request):
             return gr.Dropdown(choices=session_choices(store, owner_of(request, secret), query or ""))
 
-        search_box.input(search, search_box, sessions_dd, trigger_mode="always_last", concurrency_limit=None)
+        search_box.input(search, search_box, sessions_dd, trigger_mode="always_last", concurrency_limit=None,
+                         api_visibility="private")
 
         def rename(session_id, title, request: gr.Request):
             owner = owner_of(request, secret)
@@ -150,23 +151,23 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                 raise gr.Error(explain(exc)) from None
             return gr.Dropdown(choices=session_choices(store, owner), value=session_id)
 
-        title_box.submit(rename, [sid, title_box], sessions_dd, concurrency_limit=None)
-        title_box.blur(rename, [sid, title_box], sessions_dd, concurrency_limit=None)
+        title_box.submit(rename, [sid, title_box], sessions_dd, concurrency_limit=None, api_visibility="private")
+        title_box.blur(rename, [sid, title_box], sessions_dd, concurrency_limit=None, api_visibility="private")
 
-        def new_session(request: gr.Request):
+        def create_new(request: gr.Request):
             owner = owner_of(request, secret)
             s = store.create_session(owner)
             store.add_cell(owner, s.id)
             return s.id, gr.Dropdown(choices=session_choices(store, owner), value=s.id), s.title
 
-        new_btn.click(new_session, None, [sid, sessions_dd, title_box], concurrency_limit=None)
+        new_btn.click(create_new, None, [sid, sessions_dd, title_box], concurrency_limit=None, api_visibility="private")
 
         def duplicate(session_id, request: gr.Request):
             owner = owner_of(request, secret)
             s = store.duplicate_session(owner, session_id)
             return s.id, gr.Dropdown(choices=session_choices(store, owner), value=s.id), s.title
 
-        dup_btn.click(duplicate, sid, [sid, sessions_dd, title_box], concurrency_limit=None)
+        dup_btn.click(duplicate, sid, [sid, sessions_dd, title_box], concurrency_limit=None, api_visibility="private")
 
         def delete(session_id, confirmed, request: gr.Request):
             if not confirmed:
@@ -179,6 +180,7 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
 
         confirm_flag = gr.Checkbox(visible=False)
         del_btn.click(delete, [sid, confirm_flag], [sid, sessions_dd, title_box], concurrency_limit=None,
+                      api_visibility="private",
                       js="(sid, _c) => [sid, confirm('Delete this session and all its runs? This cannot be undone.')]")
 
         # --- cells ----------------------------------------------------------------------------------
@@ -188,10 +190,11 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                 return t + 1
             return add
 
-        add_prompt_btn.click(cell_adder("prompt"), [sid, tick], tick, concurrency_limit=None)
-        add_note_btn.click(cell_adder("note"), [sid, tick], tick, concurrency_limit=None)
+        add_prompt_btn.click(cell_adder("prompt"), [sid, tick], tick, concurrency_limit=None, api_visibility="private")
+        add_note_btn.click(cell_adder("note"), [sid, tick], tick, concurrency_limit=None, api_visibility="private")
         for name, btn in example_btns.items():
-            btn.click(cell_adder("prompt", EXAMPLES[name]), [sid, tick], tick, concurrency_limit=None)
+            btn.click(cell_adder("prompt", EXAMPLES[name]), [sid, tick], tick, concurrency_limit=None,
+                      api_visibility="private")
 
         # --- model ----------------------------------------------------------------------------------
         def plan(ref, quant, hardware):

@@ -105,7 +105,7 @@ def render_note(store, secret, cell, index: int, tick) -> None:
             store.update_cell(owner_of(request, secret), cell.id, note=value)
             return value
 
-        text.input(save, text, preview, trigger_mode="always_last", concurrency_limit=None,
+        text.input(save, text, preview, trigger_mode="always_last", concurrency_limit=None, api_visibility="private",
                    show_progress="hidden")
 
 
@@ -126,10 +126,10 @@ def _cell_controls(store, secret, cell, tick) -> None:
         store.delete_cell(owner_of(request, secret), cell.id)
         return t + 1
 
-    up.click(move(-1), tick, tick, concurrency_limit=None)
-    down.click(move(+1), tick, tick, concurrency_limit=None)
+    up.click(move(-1), tick, tick, concurrency_limit=None, api_visibility="private")
+    down.click(move(+1), tick, tick, concurrency_limit=None, api_visibility="private")
     flag = gr.Checkbox(visible=False, key=f"del-flag-{cell.id}")
-    delete.click(remove, [tick, flag], tick, concurrency_limit=None,
+    delete.click(remove, [tick, flag], tick, concurrency_limit=None, api_visibility="private",
                  js="(t, _c) => [t, confirm('Delete this cell and its runs?')]")
 
 
@@ -195,9 +195,9 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
         return save
 
     prompt.input(save_text("prompt"), prompt, None, trigger_mode="always_last", concurrency_limit=None,
-                 show_progress="hidden")
+                 api_visibility="private", show_progress="hidden")
     system.input(save_text("system_prompt"), system, None, trigger_mode="always_last", concurrency_limit=None,
-                 show_progress="hidden")
+                 api_visibility="private", show_progress="hidden")
 
     # Explicit parameters: gradio injects gr.Request only into a named positional parameter.
     def run(prompt_v, system_v, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k, r_seed,
@@ -217,12 +217,13 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
 
     # After the run, re-render from the store so the session summary and versions include it.
     run_btn.click(run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id="gpu",
-                  show_progress="minimal").then(lambda t: t + 1, tick, tick, concurrency_limit=None)
+                  show_progress="minimal", api_visibility="private").then(
+        lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")
 
     def stop(request: gr.Request):
         pg.stop(run_key(request, k))
 
-    stop_btn.click(stop, None, None, concurrency_limit=None)
+    stop_btn.click(stop, None, None, concurrency_limit=None, api_visibility="private")
 
     def show_version(n, request: gr.Request):
         fresh = _find_cell(store, owner_of(request, secret), session_id, k)
@@ -232,7 +233,7 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
         return (*lane_outputs(shown_v), gr.Accordion(open=not shown_v["reasoning"].answer), *figures(series_v, k),
                 gr.skip())
 
-    version.input(show_version, version, outputs, concurrency_limit=None)
+    version.input(show_version, version, outputs, concurrency_limit=None, api_visibility="private")
 
 
 def _find_cell(store, owner, session_id, cell_id):

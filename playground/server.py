@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     import gradio as gr
 
+    from .routes import add_share_routes
     from .ui import create_app
 
     api = FastAPI(title="Reasoning playground", docs_url=None, redoc_url=None)
@@ -37,6 +38,8 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     def healthz() -> dict:
         return {"ok": True, "model": pg.loaded.model_id if pg.loaded else None}
 
+    # Before gradio is mounted at "/": routes match in order, and its mount would take every path.
+    add_share_routes(api, store, secret)
     demo = create_app(pg, store, secret)
     # One generation at a time on the model: runs share the "gpu" pool and wait their turn.
     demo.queue(default_concurrency_limit=1, max_size=pg.settings.queue_size)

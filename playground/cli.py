@@ -1,0 +1,114 @@
+"""The operator's command line: `python -m playground sessions | export | import | serve`.
+
+It opens the database directly (PLAYGROUND_DB, else <PLAYGROUND_HOME>/playground.db), so it is a
+tool for whoever runs the server, not for visitors. Owners are browser secrets: listings show
+them shortened. Exit status 0 on success, 1 on an expected failure (the message says why), 2 on
+a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import PlaygroundError
+from .sharing import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
+
+OWNER_SHOWN_CHARS = 8  # enough to tell owners apart in a listing, too little to act as one
+
+
+def short_owner(owner: str) -> str:
+    return owner if len(owner) <= OWNER_SHOWN_CHARS else owner[:OWNER_SHOWN_CHARS] + "…"
+
+
+def _open():
+    from .store import default_db_path, open_store
+
+    return open_store(default_db_path())
+
+
+def cmd_sessions(args) -> int:
+    with _open() as store:
+        rows = store.list_sessions(args.owner, args.query, limit=args.limit)
+    for s in rows:
+        print(f"{s.id}  {s.updated_at:%Y-%m-%d %H:%M}  {short_owner(s.owner):<9}  {s.title}")
+    if not rows:
+        print("no sessions", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    with _open() as store:
+        session = store.get_session(args.owner, args.session_id)
+    body, _media, filename = render_export(session, args.format)
+    if args.out is None:
+        sys.stdout.write(body)
+    else:
+        out = Path(args.out)
+        if out.is_dir():
+            out = out / filename
+        out.write_text(body, encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args) -> int:
+    path = Path(args.file)
+    # Refuse an oversized file before reading it into memory.
+    if path.is_file() and path.stat().st_size > MAX_IMPORT_BYTES:
+        raise ImportTooLarge(f"{path} has {path.stat().st_size:,} bytes, over the limit of {MAX_IMPORT_BYTES:,} "
+                             "(MAX_IMPORT_BYTES).")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    session = parse_import(data)
+    with _open() as store:
+        info = store.import_sessions(args.owner, [session])[0]
+    print(info.id)
+    return 0
+
+
+def cmd_serve(_args) -> int:
+    from .server import serve
+
+    serve()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m playground", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sessions", help="list an owner's sessions, most recently updated first")
+    p.add_argument("--owner", required=True, help="the owner id (from the pg_owner cookie, before the dot)")
+    p.add_argument("--query", default="", help="match titles and prompts")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_sessions)
+
+    p = sub.add_parser("export", help="write a session as JSON, Markdown or self-contained HTML")
+    p.add_argument("session_id")
+    p.add_argument("--owner", required=True, help="the session's owner id")
+    p.add_argument("--format", choices=sorted(EXPORT_FORMATS), default="json")
+    p.add_argument("--out", help="file or folder to write (default: standard output)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="add a JSON export as a new session of OWNER; prints its id")
+    p.add_argument("file")
+    p.add_argument("--owner", required=True)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("serve", help="serve the playground (as `python app.py`)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PlaygroundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -30,7 +30,10 @@ def _open():
 
 def cmd_sessions(args) -> int:
     with _open() as store:
-        rows = store.list_sessions(args.owner, args.query, limit=args.limit)
+        if args.owner:
+            rows = store.list_sessions(args.owner, args.query, limit=args.limit)
+        else:
+            rows = store.list_all_sessions(args.query, limit=args.limit)
     for s in rows:
         print(f"{s.id}  {s.updated_at:%Y-%m-%d %H:%M}  {short_owner(s.owner):<9}  {s.title}")
     if not rows:
@@ -40,7 +43,8 @@ def cmd_sessions(args) -> int:
 
 def cmd_export(args) -> int:
     with _open() as store:
-        session = store.get_session(args.owner, args.session_id)
+        owner = args.owner or store.owner_of_session(args.session_id)
+        session = store.get_session(owner, args.session_id)
     body, _media, filename = render_export(session, args.format)
     if args.out is None:
         sys.stdout.write(body)
@@ -82,15 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m playground", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sessions", help="list an owner's sessions, most recently updated first")
-    p.add_argument("--owner", required=True, help="the owner id (from the pg_owner cookie, before the dot)")
+    p = sub.add_parser("sessions", help="list sessions (every owner's, or one owner's), most recent first")
+    p.add_argument("--owner", help="only this owner id (from the pg_owner cookie, before the dot)")
     p.add_argument("--query", default="", help="match titles and prompts")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_sessions)
 
     p = sub.add_parser("export", help="write a session as JSON, Markdown or self-contained HTML")
     p.add_argument("session_id")
-    p.add_argument("--owner", required=True, help="the session's owner id")
+    p.add_argument("--owner", help="check that the session belongs to this owner id")
     p.add_argument("--format", choices=sorted(EXPORT_FORMATS), default="json")
     p.add_argument("--out", help="file or folder to write (default: standard output)")
     p.set_defaults(func=cmd_export)

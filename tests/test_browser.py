@@ -115,3 +115,21 @@ def test_add_a_cell_from_an_example_and_the_notebook_keeps_it(page):
     page.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
     assert prompts.count() == before + 1
     assert "Alice is older than Bob" in prompts.last.input_value()
+
+
+def test_share_a_session_as_a_read_only_link(page, browser):
+    cell = page.locator(".prompt-cell").first
+    prompt = cell.locator(".cell-prompt textarea").input_value()
+    page.locator("#share-panel .label-wrap").first.click()
+    page.locator("#share-btn").click()
+    link = page.locator("#share-link a")
+    link.wait_for(timeout=30_000)
+    url = link.get_attribute("href")
+    assert "/s/" in url
+    visitor = browser.new_context()  # another browser: no owner cookie of ours
+    shared = visitor.new_page()
+    response = shared.goto(url)
+    assert response.status == 200
+    assert prompt.split()[0] in shared.content()
+    assert shared.locator("textarea, .run-btn, [contenteditable=true]").count() == 0  # nothing to edit or run
+    visitor.close()

@@ -99,3 +99,16 @@ def test_python_dash_m_playground(db):
     usage = subprocess.run([sys.executable, "-m", "playground"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=120)
     assert usage.returncode == 2 and "sessions" in usage.stderr and "serve" in usage.stderr
+
+
+def test_operator_lists_and_exports_without_knowing_the_owner(db, capsys):
+    sid = make_session(db, "Mine")
+    with open_store(db) as store:
+        other = store.create_session("owner-of-another-browser", "Theirs").id
+    assert main(["sessions"]) == 0
+    out = capsys.readouterr().out
+    assert sid in out and other in out
+    assert main(["export", sid, "--format", "md"]) == 0
+    assert "Mine" in capsys.readouterr().out
+    assert main(["export", sid, "--owner", "not-the-owner", "--format", "md"]) == 1
+    assert main(["export", "no-such-session", "--format", "json"]) == 1

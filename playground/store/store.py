@@ -160,10 +160,27 @@ class SessionStore:
         """The owner's sessions, most recently updated first; `query` matches (case-insensitively,
         ASCII letters only, as SQLite's LIKE does) the title or any cell's prompt."""
         check_owner(owner)
+        return self._list(owner, query, limit, offset)
+
+    def list_all_sessions(self, query: str = "", limit: int = 50, offset: int = 0) -> list[SessionInfo]:
+        """Every owner's sessions: for the operator's command line only, never for a visitor."""
+        return self._list(None, query, limit, offset)
+
+    def owner_of_session(self, session_id: str) -> str:
+        """Who owns a session (operator tools); NotFound when there is no such session."""
+        with self._read() as s:
+            owner = s.execute(select(sessions_t.c.owner).where(sessions_t.c.id == session_id)).scalar()
+        if owner is None:
+            raise NotFound("No such session.")
+        return owner
+
+    def _list(self, owner: str | None, query: str, limit: int, offset: int) -> list[SessionInfo]:
         check_page(limit, offset)
         if not isinstance(query, str):
             raise InvalidInput("The search query must be text.")
-        stmt = select(*SESSION_COLS).where(sessions_t.c.owner == owner)
+        stmt = select(*SESSION_COLS)
+        if owner is not None:
+            stmt = stmt.where(sessions_t.c.owner == owner)
         query = query.strip()
         if query:
             pattern = "%" + escape_like(query) + "%"

@@ -12,9 +12,11 @@ import gradio as gr
 from ..catalog import PRESETS
 from ..charts import CellSummary, session_summary, summary_numbers
 from ..config import QUANTIZATIONS
+from ..errors import InvalidInput
 from ..metrics import LaneMetrics
 from ..notebook import Notebook
 from ..service import Playground, explain, plan_markdown
+from ..sharing import is_share_token, new_share_token, parse_import
 from .api import register_api
 from .cells import render_cell
 from .common import owner_of
@@ -85,6 +87,14 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                     new_btn = gr.Button("New", size="sm")
                     dup_btn = gr.Button("Duplicate", size="sm")
                     del_btn = gr.Button("Delete", size="sm", variant="stop")
+                with gr.Accordion("Share, import, fork", open=False, elem_id="share-panel"):
+                    share_btn = gr.Button("Create a read-only link", size="sm", elem_id="share-btn")
+                    revoke_btn = gr.Button("Revoke this session's links", size="sm")
+                    share_md = gr.Markdown(elem_id="share-link")
+                    import_file = gr.File(label="Import a JSON export", file_types=[".json"], type="binary",
+                                          elem_id="import-file")
+                    fork_box = gr.Textbox(label="Fork a shared link", placeholder="paste a /s/… link")
+                    fork_btn = gr.Button("Fork into my sessions", size="sm")
             with gr.Column(scale=4):
                 with gr.Row():
                     gr.Markdown("Start from an example:")
@@ -101,6 +111,9 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                     except Exception as exc:
                         gr.Markdown(f"⚠️ {explain(exc)}")
                         return
+                    base = f"/api/sessions/{session.id}/export?format="
+                    gr.Markdown(f"Export: [JSON]({base}json) · [Markdown]({base}md) · [HTML]({base}html)",
+                                elem_id="export-links")
                     for index, cell in enumerate(session.cells):
                         render_cell(nb, pg, store, secret, session_id, cell, index, tick)
                     with gr.Accordion("Session summary: what did reasoning cost?", open=True):
@@ -182,6 +195,55 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
         del_btn.click(delete, [sid, confirm_flag], [sid, sessions_dd, title_box], concurrency_limit=None,
                       api_visibility="private",
                       js="(sid, _c) => [sid, confirm('Delete this session and all its runs? This cannot be undone.')]")
+
+        # --- sharing ----------------------------------------------------------------------------------
+        def share(session_id, request: gr.Request):
+            try:
+                token = store.create_share(owner_of(request, secret), session_id, new_share_token())
+            except Exception as exc:
+                raise gr.Error(explain(exc)) from None
+            host = request.headers.get("host", "127.0.0.1")
+            scheme = request.headers.get("x-forwarded-proto", "http")
+            url = f"{scheme}://{host}/s/{token}"
+            return f"Read-only link (anyone with it can read this session): [{url}]({url})"
+
+        share_btn.click(share, sid, share_md, concurrency_limit=None, api_visibility="private")
+
+        def revoke(session_id, request: gr.Request):
+            owner = owner_of(request, secret)
+            shares = [x for x in store.list_shares(owner, session_id) if x.revoked_at is None]
+            for x in shares:
+                store.revoke_share(owner, x.token)
+            return f"Revoked {len(shares)} link(s)."
+
+        revoke_btn.click(revoke, sid, share_md, concurrency_limit=None, api_visibility="private")
+
+        def import_session(data, request: gr.Request):
+            if data is None:
+                return gr.skip(), gr.skip(), gr.skip()
+            owner = owner_of(request, secret)
+            try:
+                s = store.import_sessions(owner, [parse_import(data)])[0]
+            except Exception as exc:
+                raise gr.Error(explain(exc)) from None
+            return s.id, gr.Dropdown(choices=session_choices(store, owner), value=s.id), s.title
+
+        import_file.upload(import_session, import_file, [sid, sessions_dd, title_box], concurrency_limit=None,
+                           api_visibility="private")
+
+        def fork(link, request: gr.Request):
+            owner = owner_of(request, secret)
+            token = (link or "").strip().rstrip("/").rsplit("/s/", 1)[-1].split("/")[0].split("?")[0]
+            try:
+                if not is_share_token(token):
+                    raise InvalidInput("That is not a share link: paste a link that looks like …/s/<token>.")
+                s = store.fork_session(owner, share_token=token)
+            except Exception as exc:
+                raise gr.Error(explain(exc)) from None
+            return s.id, gr.Dropdown(choices=session_choices(store, owner), value=s.id), s.title
+
+        fork_btn.click(fork, fork_box, [sid, sessions_dd, title_box], concurrency_limit=None,
+                       api_visibility="private")
 
         # --- cells ----------------------------------------------------------------------------------
         def cell_adder(kind: str, prompt: str = ""):

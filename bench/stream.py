@@ -12,6 +12,7 @@ and late in the run: that is where a UI that re-sends whole texts shows.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import tempfile
 import time
@@ -40,6 +41,9 @@ def main() -> None:
     server = ServerProcess(home, env={"PLAYGROUND_MAX_NEW_TOKENS": str(max(args.tokens, 8192))})
     try:
         server.wait_ready(timeout=300)
+        # This process stands in for a browser on another machine: on a 2-core box it must not take the
+        # server's cores, so it yields to it (the server was started before, at normal priority).
+        os.nice(10)
         from gradio_client import Client
 
         client = Client(server.url, verbose=False)
@@ -71,6 +75,7 @@ def main() -> None:
     from playground.engine import Engine, LaneSettings
     from playground.loading import load_model
 
+    # Alone on the machine now, so this process's lower priority costs the engine nothing.
     engine = Engine(load_model("embedded", "nf4", models_dir=home / "models"))
     res = engine.start(PROMPT, None, {"standard": LaneSettings(**std), "reasoning": LaneSettings(**rsn)}).collect()
     r = res["reasoning"]

@@ -233,3 +233,62 @@ def test_load_errors_keep_the_old_model(server, client, tmp_path):
     assert httpx.get(server.url + "/healthz", timeout=10).json()["model"] == EMBEDDED_ID
     out = client.submit(*run_args(s_max=16, r_max=16), api_name="/run").result(timeout=120)
     assert_finished_normally(out)
+
+
+# --- the notebook's named endpoints ----------------------------------------------------------------
+
+def test_run_cell_streams_both_lanes_and_saves_them(server):
+    client = Client(server.url, verbose=False)
+    session = client.predict("api session", api_name="/new_session")
+    cell = client.predict(session["id"], "What is 3 + 4?", "", api_name="/add_cell")
+    job = client.submit(cell["id"], "What is 3 + 4?", "", {"max_new_tokens": 24}, {"max_new_tokens": 32},
+                        api_name="/run_cell")
+    updates = list(job)
+    assert len(updates) >= 2
+    final = job.outputs()[-1]
+    assert {final[lane]["status"] for lane in ("standard", "reasoning")} == {"done"}
+    saved = client.predict(session["id"], api_name="/get_session")
+    latest = saved["cells"][0]["latest"]
+    assert saved["cells"][0]["executions"] == 1
+    for lane in ("standard", "reasoning"):
+        assert latest[lane]["answer"] == final[lane]["answer"]
+        assert latest[lane]["tokens"] == final[lane]["metrics"]["generated_tokens"]
+    assert any(s["id"] == session["id"] for s in client.predict("", api_name="/sessions"))
+
+
+def test_run_cell_refuses_bad_input_and_saves_nothing(server):
+    client = Client(server.url, verbose=False)
+    session = client.predict("bad input", api_name="/new_session")
+    cell = client.predict(session["id"], "x", "", api_name="/add_cell")
+    for prompt, std in [("  ", {}), ("hi", {"max_new_tokens": -1}), ("hi", {"temperature": "hot"}),
+                        ("hi", {"nonsense": 1})]:
+        with pytest.raises(AppError) as err:
+            client.predict(cell["id"], prompt, "", std, {}, api_name="/run_cell")
+        assert "Unexpected" not in str(err.value)
+    assert client.predict(session["id"], api_name="/get_session")["cells"][0]["executions"] == 0
+
+
+def test_stop_cell_stops_a_long_run(server):
+    client = Client(server.url, verbose=False)
+    session = client.predict("stop me", api_name="/new_session")
+    cell = client.predict(session["id"], "Write a long story.", "", api_name="/add_cell")
+    long = {"max_new_tokens": 2000, "min_new_tokens": 2000}
+    job = client.submit(cell["id"], "Write a long story.", "", long, long, api_name="/run_cell")
+    deadline = time.time() + 60
+    while time.time() < deadline and not any((u.get("standard") or {}).get("text") for u in job.outputs()):
+        time.sleep(0.2)
+    assert client.predict(cell["id"], api_name="/stop_cell") == "stopping"
+    final = job.result(timeout=60)
+    assert final["standard"]["status"] == "stopped"
+    assert final["standard"]["metrics"]["generated_tokens"] < 2000
+
+
+def test_a_client_cannot_reach_another_clients_session(server):
+    alice, mallory = Client(server.url, verbose=False), Client(server.url, verbose=False)
+    session = alice.predict("alice's secrets", api_name="/new_session")
+    cell = alice.predict(session["id"], "private prompt", "", api_name="/add_cell")
+    with pytest.raises(AppError):
+        mallory.predict(session["id"], api_name="/get_session")
+    with pytest.raises(AppError):
+        mallory.predict(cell["id"], "hijack", "", {}, {}, api_name="/run_cell")
+    assert all(s["id"] != session["id"] for s in mallory.predict("", api_name="/sessions"))

@@ -75,6 +75,13 @@ def lane_settings(lane: str, values: dict) -> LaneSettings:
     )
 
 
+def form_lanes(standard: tuple, reasoning: tuple, budget) -> dict[str, LaneSettings]:
+    """Both lanes' settings from the cell's form fields (SETTING_FIELDS order, plus the budget)."""
+    return {"standard": lane_settings("standard", dict(zip(SETTING_FIELDS, standard, strict=True))),
+            "reasoning": lane_settings("reasoning", {**dict(zip(SETTING_FIELDS, reasoning, strict=True)),
+                                                    "thinking_budget": budget})}
+
+
 def execution_view(cell, number_: int | None):
     """(shown per lane, series per lane) of one stored execution (the latest when None)."""
     ex = None
@@ -199,16 +206,25 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
     system.input(save_text("system_prompt"), system, None, trigger_mode="always_last", concurrency_limit=None,
                  api_visibility="private", show_progress="hidden")
 
+    def save_settings(s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k, r_seed, r_budget_v,
+                      request: gr.Request):
+        try:
+            lanes = form_lanes((s_max, s_temp, s_top_p, s_top_k, s_seed), (r_max, r_temp, r_top_p, r_top_k, r_seed),
+                               r_budget_v)
+        except InvalidInput:
+            return  # half-typed: the run itself reports what is wrong
+        store.update_cell(owner_of(request, secret), k, settings={lane: v.to_dict() for lane, v in lanes.items()})
+
+    gr.on([f.input for f in (*s_fields, *r_fields, r_budget)], save_settings, [*s_fields, *r_fields, r_budget], None,
+          trigger_mode="always_last", concurrency_limit=None, api_visibility="private", show_progress="hidden")
+
     # Explicit parameters: gradio injects gr.Request only into a named positional parameter.
     def run(prompt_v, system_v, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k, r_seed,
             r_budget_v, request: gr.Request):
         owner = owner_of(request, secret)
         try:
-            lanes = {"standard": lane_settings("standard", dict(zip(
-                        SETTING_FIELDS, (s_max, s_temp, s_top_p, s_top_k, s_seed), strict=True))),
-                     "reasoning": lane_settings("reasoning", {**dict(zip(
-                        SETTING_FIELDS, (r_max, r_temp, r_top_p, r_top_k, r_seed), strict=True)),
-                        "thinking_budget": r_budget_v})}
+            lanes = form_lanes((s_max, s_temp, s_top_p, s_top_k, s_seed), (r_max, r_temp, r_top_p, r_top_k, r_seed),
+                               r_budget_v)
             stream = nb.run_cell(owner, k, run_key(request, k), prompt_v, system_v, lanes)
             first = next(stream)
         except Exception as exc:

@@ -9,12 +9,10 @@ import hashlib
 import http.client
 import json
 import re
-import shutil
 import socket
 import threading
 import time
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,9 +25,6 @@ from playground.owner import COOKIE_NAME, new_owner_id, sign
 from playground.store import open_store
 
 SECRET = b"test-secret-for-sharing"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 PAYLOADS = ['<script>window.__pwned=1</script>', '<img src=x onerror="window.__pwned=1">',
             '[x](javascript:window.__pwned=1)', '![t](http://203.0.113.9/x.png)',
             '</think><script>window.__pwned=1</script>', '<svg onload="window.__pwned=1">',
@@ -407,18 +402,6 @@ def test_fork_copies_the_shared_session(live, alice):
 
 
 # --- the page in a real browser ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: run `apt-get install chromium` (make test does it)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def open_watched(browser, url: str):
     """A page at `url` with every request and console message recorded."""
     context = browser.new_context()

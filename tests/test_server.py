@@ -292,3 +292,18 @@ def test_a_client_cannot_reach_another_clients_session(server):
     with pytest.raises(AppError):
         mallory.predict(cell["id"], "hijack", "", {}, {}, api_name="/run_cell")
     assert all(s["id"] != session["id"] for s in mallory.predict("", api_name="/sessions"))
+
+
+def test_public_mode_refuses_model_paths_but_not_presets(models_dir, tmp_path):
+    from playground.config import Settings
+    from playground.errors import InvalidInput
+    from playground.service import Playground
+
+    pg = Playground(Settings(public=True, allowed_models=["embedded"], home=tmp_path))
+    for ref in ("/etc", "../models", "NousResearch/Hermes-4-14B", "hermes-4-405b"):
+        with pytest.raises(InvalidInput) as err:
+            pg.load(ref, "nf4", visitor=True)
+        assert "public" in str(err.value)
+    with pytest.raises(Exception) as err:  # the operator's own choice is not limited (and fails offline here)
+        pg.load("NousResearch/Hermes-4-14B", "nf4")
+    assert "public" not in str(err.value)

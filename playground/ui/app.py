@@ -269,7 +269,7 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
 
         def load(ref, quant, hardware, progress=gr.Progress()):
             try:
-                loaded = pg.load(ref, quant, hardware, progress=lambda f, m: progress(f, desc=m))
+                loaded = pg.load(ref, quant, hardware, progress=lambda f, m: progress(f, desc=m), visitor=True)
             except Exception as exc:
                 raise gr.Error(explain(exc)) from None
             return loaded.placement.to_markdown(), pg.footer()

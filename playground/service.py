@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 # Shortest interval between two UI updates of one run: at most 10 updates/s, whatever the token rate
 # (bench.stream: one update per token cost the engine ~13% of its speed on 2 cores; 10/s still reads live).
 UI_UPDATE_INTERVAL_S = 0.1
+# The window of runs_per_visitor_per_hour.
+RATE_WINDOW_S = 3600.0
 
 
 def validate_prompt(prompt, max_chars: int) -> str:
@@ -60,6 +63,7 @@ class Playground:
         self._load_lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._runs_lock = threading.Lock()
+        self._run_times: dict[str, list[float]] = {}  # owner -> monotonic start times within RATE_WINDOW_S
 
     # --- models -----------------------------------------------------------------------------
     def load(self, ref: str, quant: str, hardware: str = "", progress=None, *, visitor: bool = False) -> LoadedModel:
@@ -122,7 +126,8 @@ class Playground:
         return conv(preset.standard), conv(preset.reasoning)
 
     # --- runs -------------------------------------------------------------------------------
-    def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings]) -> Run:
+    def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings],
+                  owner: str | None = None) -> Run:
         validate_prompt(prompt, self.settings.max_prompt_chars)
         if system is not None and not isinstance(system, str):
             raise InvalidInput("The system prompt must be text.")
@@ -131,6 +136,8 @@ class Playground:
                                "characters (max_prompt_chars): shorten it.")
         for lane, s in lanes.items():
             validate_settings(s, self.settings.max_new_tokens, lane)
+        if owner is not None:
+            self._count_run(owner)
         run = self.require_engine().start(prompt, system or None, lanes)
         with self._runs_lock:
             previous = self._runs.get(key)
@@ -138,6 +145,21 @@ class Playground:
                 previous.stop()
             self._runs[key] = run
         return run
+
+    def _count_run(self, owner: str) -> None:
+        """The per-visitor run limit (runs_per_visitor_per_hour), kept server-side whatever the page allows."""
+        limit = self.settings.runs_per_visitor_per_hour
+        if not limit:
+            return
+        now = time.monotonic()
+        with self._runs_lock:
+            recent = [t for t in self._run_times.get(owner, []) if now - t < RATE_WINDOW_S]
+            if len(recent) >= limit:
+                wait = int(RATE_WINDOW_S - (now - recent[0])) + 1
+                raise InvalidInput(f"You have started {limit} runs in the last hour, the limit of this playground "
+                                   f"(runs_per_visitor_per_hour): try again in {wait // 60 + 1} minutes.")
+            recent.append(now)
+            self._run_times[owner] = recent
 
     def stop(self, key: str) -> bool:
         with self._runs_lock:
@@ -160,8 +182,6 @@ class Playground:
 
         Token timing lives in the engine; this only decides how often the UI hears about it, so a
         slow browser never slows generation down."""
-        import time
-
         last = 0.0
         spent: list[float] = []  # time the consumer took per update (gradio's diff and send)
         try:

@@ -52,6 +52,7 @@ FROM_ENV = {
     "max_new_tokens": ("64", 64),
     "cpu_threads": ("3", 3),
     "queue_size": ("5", 5),
+    "runs_per_visitor_per_hour": ("30", 30),
     "log_level": ("debug", "DEBUG"),
     "public": ("true", True),
     "auth": (f"ann:{PASSWORD},bob:pw", SecretStr(f"ann:{PASSWORD},bob:pw")),

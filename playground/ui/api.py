@@ -54,7 +54,7 @@ def register_api(pg, nb, store, secret: bytes) -> None:
                     max_new_tokens=r_max_new_tokens, temperature=r_temperature, top_p=r_top_p, top_k=r_top_k,
                     seed=r_seed, thinking_budget=r_thinking_budget))}
             key = run_key(request, SCRATCH)
-            run_ = pg.start_run(key, prompt, system, lanes)
+            run_ = pg.start_run(key, prompt, system, lanes, owner=owner_of(request, secret))
         except Exception as exc:
             _fail(exc)
         queued = LaneShown("queued", "", "", None)

@@ -6,10 +6,14 @@ from ..owner import COOKIE_NAME, verify
 
 
 def owner_of(request, secret: bytes) -> str:
-    """The visitor's owner id from the signed cookie the server sets on first visit.
+    """Who owns what this request touches: the logged-in user when login is on, else the signed
+    cookie the server sets on first visit.
 
     An API client that never loaded the page has no cookie: it gets an identity of its own for
     its connection (gradio's session hash), so it can never see anyone else's sessions."""
+    username = getattr(request, "username", None) if request is not None else None
+    if isinstance(username, str) and username:
+        return f"user:{username}"
     cookie = None
     if request is not None:
         try:

@@ -1,0 +1,68 @@
+"""Access rules over HTTP: login where it is on, share pages without it, per-visitor run limits."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from bench.common import ServerProcess
+from playground.config import Settings
+from playground.engine import Engine, LaneSettings
+from playground.errors import InvalidInput
+from playground.service import Playground
+
+
+@pytest.fixture(scope="module")
+def login_server(tmp_path_factory, models_dir):
+    home = tmp_path_factory.mktemp("login-home")
+    (home / "models").symlink_to(models_dir)
+    srv = ServerProcess(home, env={"PLAYGROUND_AUTH": "ann:pw-ann,bob:pw-bob"})
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_login_is_required_for_the_app_but_not_for_health_or_share_pages(login_server):
+    url = login_server.url
+    # The page shell loads (it draws the login form); everything the app serves is behind the login.
+    for path in ("/config", "/gradio_api/info"):
+        assert httpx.get(url + path).status_code == 401
+    with httpx.Client(base_url=url) as browser:
+        assert browser.post("/login", data={"username": "ann", "password": "pw-ann"}).status_code == 200
+        assert browser.get("/config").status_code == 200
+    with pytest.raises(ValueError):
+        Client(url, verbose=False)  # an API client without credentials cannot even connect
+    assert httpx.get(url + "/healthz").json()["ok"] is True
+    assert httpx.get(url + "/s/" + "x" * 43).status_code == 404  # share routes answer without login
+
+
+def test_wrong_password_is_refused(login_server):
+    response = httpx.post(login_server.url + "/login", data={"username": "ann", "password": "nope"})
+    assert response.status_code == 400 and "Incorrect credentials" in response.text
+
+
+def test_with_login_sessions_belong_to_the_user_not_the_browser(login_server):
+    ann1 = Client(login_server.url, auth=("ann", "pw-ann"), verbose=False)
+    ann2 = Client(login_server.url, auth=("ann", "pw-ann"), verbose=False)  # another browser, same user
+    bob = Client(login_server.url, auth=("bob", "pw-bob"), verbose=False)
+    session = ann1.predict("ann's notes", api_name="/new_session")
+    assert any(s["id"] == session["id"] for s in ann2.predict("", api_name="/sessions"))
+    assert all(s["id"] != session["id"] for s in bob.predict("", api_name="/sessions"))
+    with pytest.raises(AppError):
+        bob.predict(session["id"], api_name="/get_session")
+
+
+def test_runs_per_visitor_are_limited_server_side(loaded_nf4, tmp_path):
+    pg = Playground(Settings(runs_per_visitor_per_hour=2, home=tmp_path))
+    pg.loaded, pg.engine = loaded_nf4, Engine(loaded_nf4)
+    lanes = {"standard": LaneSettings(max_new_tokens=2)}
+    for i in range(2):
+        pg.start_run(f"k{i}", "hi", None, lanes, owner="visitor-a").collect()
+    with pytest.raises(InvalidInput) as err:
+        pg.start_run("k3", "hi", None, lanes, owner="visitor-a")
+    assert "runs_per_visitor_per_hour" in str(err.value)
+    pg.start_run("k4", "hi", None, lanes, owner="visitor-b").collect()  # others are not affected

@@ -117,3 +117,18 @@ def test_share_a_session_as_a_read_only_link(page, browser):
     assert prompt.split()[0] in shared.content()
     assert shared.locator("textarea, .run-btn, [contenteditable=true]").count() == 0  # nothing to edit or run
     visitor.close()
+
+
+def test_export_downloads_the_session_as_markdown(page):
+    prompt = page.locator(".cell-prompt textarea").first.input_value()
+    panel = page.locator("#share-panel .label-wrap").first
+    if not page.locator("#export-btn").is_visible():
+        panel.click()
+    page.get_by_label("md", exact=True).check()
+    page.locator("#export-btn").click()
+    link = page.locator("#export-file a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as info:
+        link.click()
+    text = open(info.value.path(), encoding="utf-8").read()
+    assert prompt.split()[0] in text and text.startswith("#")

@@ -7,6 +7,9 @@ PlaygroundError becomes a readable gr.Error, never a stack trace.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import gradio as gr
 
 from ..catalog import PRESETS
@@ -16,7 +19,7 @@ from ..errors import InvalidInput
 from ..metrics import LaneMetrics
 from ..notebook import Notebook
 from ..service import Playground, explain, plan_markdown
-from ..sharing import is_share_token, new_share_token, parse_import
+from ..sharing import is_share_token, new_share_token, parse_import, render_export
 from .api import register_api
 from .cells import render_cell
 from .common import owner_of
@@ -91,6 +94,9 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                     share_btn = gr.Button("Create a read-only link", size="sm", elem_id="share-btn")
                     revoke_btn = gr.Button("Revoke this session's links", size="sm")
                     share_md = gr.Markdown(elem_id="share-link")
+                    export_fmt = gr.Radio(["json", "md", "html"], value="json", label="Export format")
+                    export_btn = gr.Button("Export this session", size="sm", elem_id="export-btn")
+                    export_file = gr.File(label="Exported file", interactive=False, elem_id="export-file")
                     import_file = gr.File(label="Import a JSON export", file_types=[".json"], type="binary",
                                           elem_id="import-file")
                     fork_box = gr.Textbox(label="Fork a shared link", placeholder="paste a /s/… link")
@@ -111,9 +117,6 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                     except Exception as exc:
                         gr.Markdown(f"⚠️ {explain(exc)}")
                         return
-                    base = f"/api/sessions/{session.id}/export?format="
-                    gr.Markdown(f"Export: [JSON]({base}json) · [Markdown]({base}md) · [HTML]({base}html)",
-                                elem_id="export-links")
                     for index, cell in enumerate(session.cells):
                         render_cell(nb, pg, store, secret, session_id, cell, index, tick)
                     with gr.Accordion("Session summary: what did reasoning cost?", open=True):
@@ -217,6 +220,19 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
             return f"Revoked {len(shares)} link(s)."
 
         revoke_btn.click(revoke, sid, share_md, concurrency_limit=None, api_visibility="private")
+
+        def export(session_id, fmt, request: gr.Request):
+            """The export as a file to download (through gradio, so it works with login on too)."""
+            try:
+                body, _media, filename = render_export(store.get_session(owner_of(request, secret), session_id), fmt)
+            except Exception as exc:
+                raise gr.Error(explain(exc)) from None
+            folder = Path(tempfile.mkdtemp(prefix="export-"))
+            path = folder / filename
+            path.write_text(body, encoding="utf-8")
+            return str(path)
+
+        export_btn.click(export, [sid, export_fmt], export_file, concurrency_limit=None, api_visibility="private")
 
         def import_session(data, request: gr.Request):
             if data is None:

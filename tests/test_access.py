@@ -66,3 +66,29 @@ def test_runs_per_visitor_are_limited_server_side(loaded_nf4, tmp_path):
         pg.start_run("k3", "hi", None, lanes, owner="visitor-a")
     assert "runs_per_visitor_per_hour" in str(err.value)
     pg.start_run("k4", "hi", None, lanes, owner="visitor-b").collect()  # others are not affected
+
+
+def test_a_waiting_visitor_sees_their_place_in_the_queue(server):
+    from gradio_client.utils import Status
+
+    first, second = Client(server.url, verbose=False), Client(server.url, verbose=False)
+    long = {"max_new_tokens": 400, "min_new_tokens": 400}
+    jobs = []
+    for client in (first, second):
+        session = client.predict("queue", api_name="/new_session")
+        cell = client.predict(session["id"], "Tell a long story.", "", api_name="/add_cell")
+        jobs.append((client, cell["id"], client.submit(cell["id"], "Tell a long story.", "", long, long,
+                                                       api_name="/run_cell")))
+    import time
+
+    deadline, ranks = time.time() + 60, []
+    while time.time() < deadline and not ranks:
+        st = jobs[1][2].status()
+        if st.code == Status.IN_QUEUE and st.rank is not None:
+            ranks.append(st.rank)
+        time.sleep(0.1)
+    for client, cell_id, _job in jobs:
+        client.predict(cell_id, api_name="/stop_cell")
+    for _client, _cell, job in jobs:
+        job.result(timeout=120)
+    assert ranks and ranks[0] >= 0  # the second visitor waited behind the first and was told where

@@ -233,7 +233,8 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
 
     # After the run, re-render from the store so the session summary and versions include it.
     run_btn.click(run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id="gpu",
-                  show_progress="minimal", api_visibility="private").then(
+                  # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
+                  show_progress="full", show_progress_on=[s_status, r_status], api_visibility="private").then(
         lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")
 
     def stop(request: gr.Request):

@@ -63,6 +63,7 @@ class ServerProcess:
     """The real app (`python app.py`) in a subprocess on 127.0.0.1."""
 
     def __init__(self, home: Path, env: dict | None = None):
+        self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = home / f"server-{self.port}.log"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from .config import Settings, load_settings, log_startup
 from .owner import COOKIE_MAX_AGE_S, COOKIE_NAME, load_secret, new_owner_id, sign, verify
@@ -25,8 +26,15 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
 
     api = FastAPI(title="Reasoning playground", docs_url=None, redoc_url=None)
 
+    login_on = bool(pg.settings.auth_pairs)
+
     @api.middleware("http")
     async def owner_cookie(request: Request, call_next):
+        path = request.url.path
+        if login_on and (path.startswith("/api/") or (path.startswith("/s/") and path.endswith("/fork"))):
+            # With login on, only share pages stay open; the page itself does share, export, import and
+            # fork through gradio, behind the login, as the logged-in user.
+            return JSONResponse({"error": "Log in first: this playground requires a login."}, status_code=401)
         response = await call_next(request)
         if verify(request.cookies.get(COOKIE_NAME), secret) is None and request.method == "GET" \
                 and request.url.path in ("/", ""):

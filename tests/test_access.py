@@ -38,6 +38,24 @@ def test_login_is_required_for_the_app_but_not_for_health_or_share_pages(login_s
         Client(url, verbose=False)  # an API client without credentials cannot even connect
     assert httpx.get(url + "/healthz").json()["ok"] is True
     assert httpx.get(url + "/s/" + "x" * 43).status_code == 404  # share routes answer without login
+    # Everything else stays behind the login, the plain routes included.
+    assert httpx.post(url + "/api/import", json={}).status_code == 401
+    assert httpx.get(url + "/api/sessions/abc/export").status_code == 401
+    assert httpx.post(url + "/s/" + "x" * 43 + "/fork").status_code == 401
+
+
+def test_with_login_a_shared_page_is_still_readable_without_login(login_server):
+    ann = Client(login_server.url, auth=("ann", "pw-ann"), verbose=False)
+    session = ann.predict("shared notes", api_name="/new_session")
+    ann.predict(session["id"], "A prompt anyone with the link may read.", "", api_name="/add_cell")
+    from playground.sharing import new_share_token
+    from playground.store import open_store
+
+    token = new_share_token()
+    with open_store(login_server.home / "playground.db") as store:
+        store.create_share("user:ann", session["id"], token)
+    page = httpx.get(f"{login_server.url}/s/{token}")
+    assert page.status_code == 200 and "anyone with the link may read" in page.text
 
 
 def test_wrong_password_is_refused(login_server):

@@ -16,9 +16,9 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from .errors import GenerationFailed, InvalidInput
+from .errors import InvalidInput
 from .prompts import LanePrompt, build_prompt
 from .reasoning import ThinkParser
 
@@ -513,9 +513,5 @@ def generate_all(engine: Engine, prompt: str, system: str | None = None,
     return engine.start(prompt, system, lanes).collect()
 
 
-def single(settings: LaneSettings, **changes) -> LaneSettings:
-    return replace(settings, **changes)
-
-
-__all__ = ["Engine", "GenerationFailed", "LaneResult", "LaneSettings", "LaneUpdate", "Run", "generate_all",
+__all__ = ["Engine", "LaneResult", "LaneSettings", "LaneUpdate", "Run", "generate_all",
            "validate_settings"]

@@ -37,7 +37,3 @@ class InvalidInput(PlaygroundError):
 
 class NoModelLoaded(PlaygroundError):
     pass
-
-
-class GenerationFailed(PlaygroundError):
-    pass

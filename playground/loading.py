@@ -25,7 +25,7 @@ from .errors import (
     PlaygroundError,
     QuantizationUnsupported,
 )
-from .memory import GB, QUANT_MODES, MemoryPlan, choose_auto_quant, detected_hardware, plan_placement, size_model
+from .memory import QUANT_MODES, MemoryPlan, choose_auto_quant, detected_hardware, plan_placement, size_model
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,3 @@ def _describe_units(units: list[str]) -> str:
     others = [u for u in units if not u.startswith("layers.")]
     head = [f"layers {layers[0]}–{layers[-1]}"] if layers else []
     return ", ".join(head + others)
-
-
-def gb(n: int) -> str:
-    return f"{n / GB:.2f} GB"

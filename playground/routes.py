@@ -213,24 +213,27 @@ def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
     for name, path in STATIC_FILES.items():
         api.add_api_route(f"/static/{name}", _static_route(path), methods=["GET"], include_in_schema=False)
 
+    def shared_or_none(token: str):
+        """The session behind a live share token; None for a malformed, unknown or revoked one."""
+        if not is_share_token(token):
+            return None
+        try:
+            return store.shared_session(token)
+        except NotFound:
+            return None
+
     @api.api_route("/s/{token}", methods=["GET", "HEAD"])
     def shared(token: str):
-        if not is_share_token(token):
-            return _not_found_page()
-        try:
-            session = store.shared_session(token)
-        except NotFound:
+        session = shared_or_none(token)
+        if session is None:
             return _not_found_page()
         nonce = secrets.token_urlsafe(16)  # new per response: one learned from a page is useless on the next
         return _html(share_page(session, nonce), nonce)
 
     @api.get("/s/{token}/export")
     def export_shared(token: str, format: str = "json"):
-        if not is_share_token(token):
-            return _not_found_page()
-        try:
-            session = store.shared_session(token)
-        except NotFound:
+        session = shared_or_none(token)
+        if session is None:
             return _not_found_page()
         try:
             return _download(*render_export(session, format))

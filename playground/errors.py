@@ -37,3 +37,13 @@ class InvalidInput(PlaygroundError):
 
 class NoModelLoaded(PlaygroundError):
     pass
+
+
+def check_encodable(text: str, what: str) -> str:
+    """Refuse text that cannot be stored or tokenized: a lone surrogate (half of a UTF-16 pair) is a str
+    in Python but not valid Unicode, and would fail deep inside the tokenizer or SQLite."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"The {what} contains an invalid character (a lone surrogate): remove it.") from None
+    return text

@@ -40,8 +40,10 @@ class Notebook:
                  lanes: dict[str, LaneSettings]) -> Iterator[tuple[dict[str, LaneView], Run]]:
         """Save the cell's inputs, run it, and yield (every lane's view, the run) at most ~25 times a second."""
         settings = {lane: s.to_dict() for lane, s in lanes.items()}
-        run = self.pg.start_run(key, prompt, system, lanes, owner=owner)  # validates before anything is written
+        # Validate, then save (which also proves the cell is this owner's), and only then start the run.
+        self.pg.check_run_input(prompt, system, lanes)
         self.store.update_cell(owner, cell_id, prompt=prompt, system_prompt=system or None, settings=settings)
+        run = self.pg.start_run(key, prompt, system, lanes, owner=owner)
         record = self.pg.require_engine().reproducibility_record(run)
         run_ids = self.store.start_execution(owner, cell_id, settings, record)
         last_checkpoint = time.perf_counter()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .catalog import PRESETS
 from .config import Settings
 from .engine import Engine, LaneSettings, Run, validate_settings
-from .errors import InvalidInput, NoModelLoaded, PlaygroundError
+from .errors import InvalidInput, NoModelLoaded, PlaygroundError, check_encodable
 from .loading import LoadedModel, load_config, load_model, plan_for, resolve
 from .memory import GB, MemoryPlan, parse_hardware
 from .metrics import result_metrics
@@ -36,6 +36,7 @@ def validate_prompt(prompt, max_chars: int) -> str:
         raise InvalidInput("The prompt contains a NUL character: remove it.")
     if not prompt.strip():
         raise InvalidInput("The prompt is empty: write something to run.")
+    check_encodable(prompt, "prompt")
     if len(prompt) > max_chars:
         raise InvalidInput(f"The prompt has {len(prompt):,} characters, over the limit of {max_chars:,} "
                            "(max_prompt_chars): shorten it.")
@@ -126,16 +127,22 @@ class Playground:
         return conv(preset.standard), conv(preset.reasoning)
 
     # --- runs -------------------------------------------------------------------------------
-    def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings],
-                  owner: str | None = None) -> Run:
+    def check_run_input(self, prompt: str, system: str | None, lanes: dict[str, LaneSettings]) -> None:
+        """Every named limit of a run, checked before anything is saved or started."""
         validate_prompt(prompt, self.settings.max_prompt_chars)
         if system is not None and not isinstance(system, str):
             raise InvalidInput("The system prompt must be text.")
+        if system:
+            check_encodable(system, "system prompt")
         if system and len(system) > self.settings.max_prompt_chars:
             raise InvalidInput(f"The system prompt is over the limit of {self.settings.max_prompt_chars:,} "
                                "characters (max_prompt_chars): shorten it.")
         for lane, s in lanes.items():
             validate_settings(s, self.settings.max_new_tokens, lane)
+
+    def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings],
+                  owner: str | None = None) -> Run:
+        self.check_run_input(prompt, system, lanes)
         if owner is not None:
             self._count_run(owner)
         run = self.require_engine().start(prompt, system or None, lanes)

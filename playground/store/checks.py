@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from playground.engine import LANES
-from playground.errors import InvalidInput
+from playground.errors import InvalidInput, check_encodable
 
 from .codec import encode_forced, encode_kinds, pack_ids, pack_times
 from .models import CELL_KINDS, RUN_STATUSES
@@ -30,7 +30,7 @@ def check_owner(owner) -> str:
 def check_title(title) -> str:
     if not isinstance(title, str) or not title.strip():
         raise InvalidInput("A session title cannot be empty: type a name.")
-    title = title.strip()
+    title = check_encodable(title.strip(), "title")
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidInput(f"The title has {len(title)} characters, over the limit of {MAX_TITLE_CHARS} "
                            "(MAX_TITLE_CHARS): shorten it.")
@@ -68,6 +68,9 @@ def check_cell_fields(values: dict) -> dict:
                            f"{', '.join(EDITABLE_CELL_FIELDS)}.")
     if "kind" in values and values["kind"] not in CELL_KINDS:
         raise InvalidInput(f"kind={values['kind']!r}: a cell is one of {', '.join(CELL_KINDS)}.")
+    for name in ("prompt", "note", "system_prompt"):
+        if name in values and isinstance(values[name], str):
+            check_encodable(values[name], name.replace("_", " "))
     for name in ("prompt", "note"):
         if name in values and not isinstance(values[name], str):
             raise InvalidInput(f"The cell's {name} must be text.")

@@ -77,7 +77,7 @@ def test_upgrade_from_the_first_revision_keeps_rows(tmp_path):
                      "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
     with open_store(path) as store:
         assert "forked_from" in [c[1] for c in rows(path, "PRAGMA table_info(sessions)")]
-        assert current_revision(store.engine) == head_revision() == "0002"
+        assert current_revision(store.engine) == head_revision() == "0003"
         [old] = store.list_sessions("old-owner")
         assert old.title == "Made before forks" and old.forked_from is None
         assert old.created_at.isoformat() == "2024-01-02T03:04:05+00:00"
@@ -474,3 +474,43 @@ def test_shares_read_without_owner_until_revoked(store, tmp_path):
     with pytest.raises(NotFound):
         store.shared_session("v" * 43)
     assert store.get_session("you", fork.id).forked_from == sid  # a fork outlives its source
+
+
+# --- grading columns (0003) ---------------------------------------------------------------------
+def test_upgrade_from_0002_keeps_cells_ungraded(tmp_path):
+    path2 = tmp_path / "v2.db"
+    migrate_file(path2, "0002")
+    with sqlite3.connect(path2) as conn:
+        conn.execute("INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
+                     "('s1', 'me', 'Old', '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+        conn.execute("INSERT INTO cells (id, session_id, position, kind, prompt, system_prompt, note, settings, "
+                     "created_at, updated_at) VALUES ('c1', 's1', 0, 'prompt', '2+2?', NULL, '', '{}', "
+                     "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    with open_store(path2) as store:
+        cols = [c[1] for c in rows(path2, "PRAGMA table_info(cells)")]
+        assert cols[-2:] == ["expected", "grader"] and "grade" in [c[1] for c in rows(path2, "PRAGMA table_info(runs)")]
+        [cell] = store.get_session("me", "s1").cells
+        assert (cell.prompt, cell.expected, cell.grader) == ("2+2?", None, None)
+        assert schema_drift(store.engine) == []
+
+
+def test_expected_grader_and_grade_round_trip(store):
+    sid = store.create_session("me").id
+    cell = store.add_cell("me", sid, prompt="2+2?", expected="4", grader={"kind": "numeric", "tolerance": 0.0})
+    assert (cell.expected, cell.grader) == ("4", {"kind": "numeric", "tolerance": 0.0})
+    store.update_cell("me", cell.id, expected="5", grader={"kind": "exact"})
+    runs = store.start_execution("me", cell.id, LANES, RECORD)
+    assert store.set_grade(runs["standard"], {"status": "pass", "extracted": "5", "detail": "", "key": "k"})
+    full = store.get_session("me", sid)
+    c = full.cells[0]
+    assert (c.expected, c.grader) == ("5", {"kind": "exact"})
+    assert c.latest.runs["standard"].grade["status"] == "pass" and c.latest.runs["reasoning"].grade is None
+    copy = store.duplicate_session("me", sid)
+    assert store.get_session("me", copy.id).cells[0].latest.runs["standard"].grade["extracted"] == "5"
+    [imported] = store.import_sessions("me", [full])
+    assert store.get_session("me", imported.id).cells[0].expected == "5"
+    assert not store.set_grade("no-such-run", None)
+    with pytest.raises(InvalidInput, match="grader"):
+        store.update_cell("me", cell.id, grader={"kind": "fuzzy"})
+    with pytest.raises(InvalidInput, match="MAX_EXPECTED_CHARS"):
+        store.update_cell("me", cell.id, expected="x" * 100_000)

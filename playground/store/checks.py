@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from playground.engine import LANES
 from playground.errors import InvalidInput, check_encodable
+from playground.graders import GRADER_KINDS, check_expected
 
 from .codec import encode_forced, encode_kinds, pack_ids, pack_times
 from .models import CELL_KINDS, RUN_STATUSES
@@ -17,7 +18,7 @@ MAX_LIST_LIMIT = 500
 # secrets.token_urlsafe(32) gives 43 characters; anything much shorter is guessable.
 MIN_SHARE_TOKEN_CHARS = 32
 MAX_SHARE_TOKEN_CHARS = 200
-EDITABLE_CELL_FIELDS = ("kind", "prompt", "system_prompt", "note", "settings")
+EDITABLE_CELL_FIELDS = ("kind", "prompt", "system_prompt", "note", "settings", "expected", "grader")
 
 
 def check_owner(owner) -> str:
@@ -78,6 +79,14 @@ def check_cell_fields(values: dict) -> dict:
         raise InvalidInput("The system prompt must be text, or None for the model's default.")
     if "settings" in values and not isinstance(values["settings"], dict):
         raise InvalidInput('Cell settings must be a dict: {"standard": {...}, "reasoning": {...}}.')
+    if values.get("expected") is not None:
+        check_encodable(check_expected(values["expected"]), "expected answer")
+    # The store keeps a grader's canonical form; whether it suits the expected answer (a valid
+    # pattern, a number) is checked where both are typed (graders.check_grader), and a stored
+    # mismatch grades as "error" with the reason rather than failing to load.
+    grader = values.get("grader")
+    if grader is not None and (not isinstance(grader, dict) or grader.get("kind") not in GRADER_KINDS):
+        raise InvalidInput(f"grader={grader!r}: use None or {{\"kind\": one of {', '.join(GRADER_KINDS)}}}.")
     return values
 
 

@@ -75,6 +75,9 @@ class CellRow(Base):
     settings: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Added by 0003 (appended, as SQLite's ADD COLUMN does): what a right answer is and how to judge it.
+    expected: Mapped[str | None] = mapped_column(Text, nullable=True)
+    grader: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class RunRow(Base):
@@ -113,6 +116,8 @@ class RunRow(Base):
     token_times: Mapped[bytes] = mapped_column(LargeBinary)  # seconds since the run started
     token_kinds: Mapped[str] = mapped_column(Text)  # "r"/"a"
     forced: Mapped[str] = mapped_column(Text)  # "0"/"1"
+    # Added by 0003: the answer's grade, cached (a python test costs seconds); see graders.Grade.
+    grade: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class ShareRow(Base):

@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 from playground.engine import LANES
 
 from . import NotFound
-from .checks import check_cell_fields, check_lane, check_owner, check_status, check_title, run_progress
+from .checks import (
+    EDITABLE_CELL_FIELDS,
+    check_cell_fields,
+    check_lane,
+    check_owner,
+    check_status,
+    check_title,
+    run_progress,
+)
 from .codec import unpack_ids, unpack_times
 from .models import CellRow, RunRow, SessionRow, ShareRow
 from .records import CellFull, CellInfo, Execution, RunInfo, SessionFull, SessionInfo
@@ -150,7 +158,7 @@ def insert_sessions(s: Session, owner: str, sessions: Iterable[SessionFull]) -> 
         session_rows.append({f.name: getattr(info, f.name) for f in fields(SessionInfo)})
         for position, cell in enumerate(full.cells):
             row = {f.name: getattr(cell, f.name) for f in fields(CellInfo)}
-            check_cell_fields({k: row[k] for k in ("kind", "prompt", "system_prompt", "note", "settings")})
+            check_cell_fields({k: row[k] for k in EDITABLE_CELL_FIELDS})
             row.update(id=new_id(), session_id=info.id, position=position)
             cell_rows.append(row)
             for execution in cell.executions:

@@ -37,6 +37,8 @@ class CellInfo:
     settings: dict  # {"standard": {...}, "reasoning": {...}}
     created_at: datetime
     updated_at: datetime
+    expected: str | None = None  # the right answer (a pattern or a test for regex/python graders)
+    grader: dict | None = None  # {"kind": ..., options}: see playground.graders
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class RunInfo:
     started_at: datetime
     finished_at: datetime | None
     updated_at: datetime
+    # {"status", "extracted", "detail", "key"}: graders.Grade plus what it was graded against.
+    grade: dict | None = None
 
     @property
     def kinds(self) -> list[str]:

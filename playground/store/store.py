@@ -200,12 +200,12 @@ class SessionStore:
     # --- cells ------------------------------------------------------------------------------
     def add_cell(self, owner: str, session_id: str, kind: str = "prompt", prompt: str = "",
                  system_prompt: str | None = None, note: str = "", settings: dict | None = None,
-                 position: int | None = None) -> CellInfo:
+                 position: int | None = None, expected: str | None = None, grader: dict | None = None) -> CellInfo:
         """A new cell at `position` (0-based; None appends); the cells after it move down one."""
         if settings is None:
             settings = {lane: {} for lane in LANES}
         values = check_cell_fields({"kind": kind, "prompt": prompt, "system_prompt": system_prompt, "note": note,
-                                    "settings": settings})
+                                    "settings": settings, "expected": expected, "grader": grader})
         with self._write() as s:
             owned_session(s, owner, session_id)
             count = s.execute(select(func.count()).where(cells_t.c.session_id == session_id)).scalar_one()
@@ -224,7 +224,8 @@ class SessionStore:
         return cell
 
     def update_cell(self, owner: str, cell_id: str, **changes) -> CellInfo:
-        """Set any of kind, prompt, system_prompt, note, settings; writes only when a value changed."""
+        """Set any of kind, prompt, system_prompt, note, settings, expected, grader; writes only when a
+        value changed."""
         changes = check_cell_fields(changes)
         with self._write() as s:
             cell = owned_cell(s, owner, cell_id)
@@ -320,6 +321,14 @@ class SessionStore:
                                   .where(runs_t.c.id == run_id).scalar_subquery())
                 s.execute(update(sessions_t).where(sessions_t.c.id == session_of_run).values(updated_at=now))
         return done
+
+    def set_grade(self, run_id: str, grade: dict | None) -> bool:
+        """Cache a finished run's grade (graders.Grade.to_dict() plus its "key"); None clears it.
+        False when there is no such run. Grading never changes a run's output or status."""
+        if grade is not None and not isinstance(grade, dict):
+            raise InvalidInput("A grade must be a dict (Grade.to_dict()) or None.")
+        with self._write() as s:
+            return s.execute(update(runs_t).where(runs_t.c.id == run_id).values(grade=grade)).rowcount == 1
 
     def mark_interrupted(self) -> int:
         """At start-up: every run left "running" by a dead process becomes "interrupted", keeping the

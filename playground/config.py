@@ -85,6 +85,7 @@ ALLOWED: dict[str, str] = {
     "max_concurrent_runs": "an integer ≥ 1",
     "allowed_models": "preset keys separated by commas, from: " + ", ".join(PRESETS),
     "zero_gpu_duration_s": "an integer ≥ 1 (seconds)",
+    "code_grading": "true or false (unset: on when private, off when public)",
 }
 SECRET_FIELDS = frozenset({"auth"})
 
@@ -118,6 +119,10 @@ class Settings(BaseSettings):
     allowed_models: Annotated[list[str], NoDecode] = Field(
         default_factory=_all_presets, description="preset keys that may be loaded in public mode, comma separated")
     zero_gpu_duration_s: int = Field(120, ge=1, description="seconds a ZeroGPU slice is held per run")
+    # None: follow `public`. Code answers run in a sandbox (playground.sandbox), but on a public server
+    # running strangers' code stays the operator's explicit choice.
+    code_grading: bool | None = Field(None, description="run python graders' tests on code answers "
+                                                        "(default: on when private, off when public)")
 
     @field_validator("home", "db", mode="after")
     @classmethod
@@ -176,6 +181,10 @@ class Settings(BaseSettings):
             user, _, password = pair.strip().partition(":")
             pairs.append((user, password))
         return pairs
+
+    @property
+    def code_grading_on(self) -> bool:
+        return (not self.public) if self.code_grading is None else self.code_grading
 
     def model_allowed(self, ref: str) -> bool:
         """Whether a visitor may load `ref`: anything in private mode, allowed presets in public mode."""

@@ -59,6 +59,7 @@ FROM_ENV = {
     "max_concurrent_runs": ("2", 2),
     "allowed_models": ("embedded, hermes-4-14b", ["embedded", "hermes-4-14b"]),
     "zero_gpu_duration_s": ("60", 60),
+    "code_grading": ("false", False),
 }
 
 
@@ -196,3 +197,10 @@ def test_zero_gpu_wrap_uses_spaces_gpu_on_zero_gpu(clean_env):
     clean_env.setenv("SPACES_ZERO_GPU", "true")
     fn = lambda: 1
     assert zero_gpu_wrap(fn, 90) == ("wrapped", fn) and calls == [90]
+
+
+def test_code_grading_follows_public_unless_set(clean_env):
+    assert load_settings().code_grading_on is True
+    assert load_settings(public="true").code_grading_on is False
+    clean_env.setenv("PLAYGROUND_CODE_GRADING", "true")
+    assert load_settings(public="true").code_grading_on is True

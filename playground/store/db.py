@@ -1,6 +1,8 @@
 """The SQLite engine (WAL, foreign keys, busy timeout) and Alembic migrations, configured in code.
 
-`connect(path)` returns an Engine whose every connection has the pragmas set; `migrate(engine)`
+`connect(path)` returns an Engine whose every connection has the pragmas set, and whose two
+faults a user can act on (the file locked by another program past the busy timeout, a full
+disk) come out as StoreBusy / StoreFull with a message that says what to do; `migrate(engine)`
 brings the schema to a revision (head by default) inside one transaction, so a failed upgrade
 leaves the file as it was. No alembic.ini is needed: the script folder is found next to this file.
 """
@@ -8,6 +10,7 @@ leaves the file as it was. No alembic.ini is needed: the script folder is found 
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -18,7 +21,7 @@ from sqlalchemy import Engine, create_engine, event
 
 from playground.config import default_home
 
-from . import codec
+from . import StoreUnavailable, codec
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DB_FILENAME = "playground.db"
@@ -26,6 +29,14 @@ DB_FILENAME = "playground.db"
 BUSY_TIMEOUT_S = 5.0
 # Execution option that makes a transaction start with BEGIN IMMEDIATE (see _begin).
 WRITE = "playground_write"
+
+
+class StoreBusy(StoreUnavailable):
+    """Another connection (often another process) kept the write lock past BUSY_TIMEOUT_S."""
+
+
+class StoreFull(StoreUnavailable):
+    """The disk (or the quota) that holds the database has no room for this write."""
 
 
 def default_db_path() -> Path:
@@ -49,7 +60,31 @@ def connect(path: str | Path) -> Engine:
     )
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _begin)
+    event.listen(engine, "handle_error", _explain_error(path))
     return engine
+
+
+def _explain_error(path: Path):
+    """A handle_error hook: SQLite's terse "database is locked" / "database or disk is full" become
+    errors that name the file and the fix. Either way SQLite rolled the transaction back whole: the
+    file holds what the last successful write left, and the caller knows this write did not happen."""
+
+    def hook(context) -> None:
+        orig = context.original_exception
+        if not isinstance(orig, sqlite3.OperationalError):
+            return
+        text = str(orig).lower()
+        if "database or disk is full" in text:
+            raise StoreFull(f"The disk holding the database {path} is full, so this change was not saved (what was "
+                            "saved before is intact). Free some space on that disk, or set PLAYGROUND_DB to a file "
+                            "on a bigger one, then try again.") from orig
+        if "database is locked" in text or "database table is locked" in text:
+            raise StoreBusy(f"The database {path} stayed locked by another connection for more than "
+                            f"{BUSY_TIMEOUT_S:g} s, so this change was not saved. Try again; if it keeps happening, "
+                            "look for another program holding the file (a second server on the same PLAYGROUND_DB, "
+                            "a backup tool, an open sqlite3 shell).") from orig
+
+    return hook
 
 
 def _on_connect(dbapi_connection, _record) -> None:

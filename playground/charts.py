@@ -251,3 +251,68 @@ def session_summary(cells: Sequence[CellSummary], *, uirevision: Any = "session_
     for (row, col), title in {(1, 1): "tokens", (1, 2): "× standard", (2, 1): "tok/s", (2, 2): "s"}.items():
         fig.update_yaxes(title_text=title, rangemode="tozero", row=row, col=col)
     return _style(fig, "Session summary", uirevision, SUMMARY_HEIGHT)
+
+
+# --- "did reasoning pay?" ------------------------------------------------------------------------
+# Inputs are playground.verdict objects (CellVerdict, LaneTotals, BudgetPoint), read by attribute.
+def verdict_scatter(cells: Sequence[Any], *, uirevision: Any = "verdict_scatter") -> go.Figure:
+    """One point per cell graded in both lanes: extra reasoning tokens (x) vs change in correctness
+    (y: +1 reasoning fixed it, 0 same, −1 reasoning broke it). Jitter-free: points on a level share
+    y, and the hover names the cell. Trace meta={"role": "cells"}."""
+    fig = go.Figure()
+    rows = [c for c in cells if c.correctness_change is not None and c.extra_tokens is not None]
+    if rows:
+        colors = {1: "#2ca02c", 0: OTHER_COLOR, -1: REASONING_COLOR}
+        fig.add_scatter(x=[c.extra_tokens for c in rows], y=[c.correctness_change for c in rows], mode="markers",
+                        text=[c.label for c in rows], meta={"role": "cells"}, name="cells",
+                        marker=dict(size=10, color=[colors[c.correctness_change] for c in rows], opacity=0.8),
+                        hovertemplate="%{text}: %{x:+,} tokens, change %{y:+d}<extra></extra>")
+    else:
+        _empty(fig, "no cell graded in both lanes yet")
+    fig.update_xaxes(title_text="extra reasoning tokens (reasoning − standard)", zeroline=True)
+    fig.update_yaxes(title_text="change in correctness", tickvals=[-1, 0, 1],
+                     ticktext=["broke it", "same", "fixed it"], range=[-1.5, 1.5])
+    return _style(fig, "Per cell: tokens spent vs correctness gained", uirevision)
+
+
+def accuracy_bars(lanes: dict[str, Any], *, uirevision: Any = "accuracy_bars") -> go.Figure:
+    """Accuracy per lane (0–1) with passed/graded on each bar. Trace meta={"lane"}."""
+    fig = go.Figure()
+    for lane in LANES:
+        t = lanes.get(lane)
+        if t is None or not t.graded:
+            continue
+        fig.add_bar(x=[lane], y=[t.accuracy], name=lane, meta={"lane": lane}, marker_color=lane_color(lane),
+                    text=[f"{t.passed}/{t.graded}"], textposition="auto",
+                    hovertemplate=f"{lane}: %{{y:.0%}} ({t.passed}/{t.graded})<extra></extra>")
+    if not fig.data:
+        _empty(fig, "no graded cells yet")
+    fig.update_xaxes(title_text="lane", type="category")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1], tickformat=".0%")
+    return _style(fig, "Accuracy per lane", uirevision)
+
+
+def budget_curve(points: Sequence[Any], standard_accuracy: float | None = None, *,
+                 uirevision: Any = "budget_curve") -> go.Figure:
+    """Test-time scaling: reasoning-lane accuracy (left axis) and mean tokens (right axis) against the
+    thinking budget, unlimited last; the standard lane's accuracy as a dotted reference. Traces carry
+    meta={"role": "accuracy" | "tokens" | "standard"}."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    labels = [p.label for p in points]
+    if points:
+        fig.add_scatter(x=labels, y=[p.accuracy for p in points], mode="lines+markers", name="accuracy",
+                        meta={"role": "accuracy"}, line=dict(color=REASONING_COLOR, width=2.5),
+                        hovertemplate="budget %{x}: %{y:.0%}<extra></extra>", secondary_y=False)
+        fig.add_scatter(x=labels, y=[p.mean_tokens for p in points], mode="lines+markers", name="mean tokens",
+                        meta={"role": "tokens"}, line=dict(color=OTHER_COLOR, dash="dot"),
+                        hovertemplate="budget %{x}: %{y:,.0f} tokens<extra></extra>", secondary_y=True)
+        if standard_accuracy is not None:
+            fig.add_scatter(x=labels, y=[standard_accuracy] * len(labels), mode="lines", name="standard lane",
+                            meta={"role": "standard"}, line=dict(color=STANDARD_COLOR, dash="dash", width=1),
+                            secondary_y=False)
+    else:
+        _empty(fig, "no budget sweep yet")
+    fig.update_xaxes(title_text="thinking budget (tokens)", type="category")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1], tickformat=".0%", secondary_y=False)
+    fig.update_yaxes(title_text="mean tokens", rangemode="tozero", secondary_y=True)
+    return _style(fig, "Accuracy and tokens vs thinking budget", uirevision)

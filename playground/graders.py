@@ -12,6 +12,8 @@ it to a runner the caller passes in (grading without a runner leaves code answer
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import string
@@ -124,6 +126,12 @@ def check_expected(expected) -> str:
         raise InvalidInput(f"The expected answer has {len(expected):,} characters, over the limit of "
                            f"{MAX_EXPECTED_CHARS:,} (MAX_EXPECTED_CHARS): shorten it.")
     return expected
+
+
+def grade_key(grader: dict | None, expected: str | None) -> str:
+    """What a cached grade was graded against: a changed expected answer or grader makes it stale."""
+    blob = json.dumps([grader, expected], sort_keys=True, ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # --- extraction -------------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""The verdict and its charts, from hand-built stored records (pure: no model, no database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from playground import charts
+from playground.graders import grade_key
+from playground.store import CellFull, Execution, RunInfo, SessionFull
+from playground.verdict import lane_grade, session_verdict
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def run(lane, answer, tokens, seconds, reasoning="", number=1, sweep=None, grade=None, status="done"):
+    record = {"model_id": "m", "settings": {}}
+    if sweep is not None:
+        record["sweep"] = {"budget": sweep[0]}
+    r_tokens = tokens // 2 if lane == "reasoning" else 0
+    return RunInfo(id="", cell_id="", execution=number, lane=lane, status=status, raw_text=reasoning + answer,
+                   reasoning_text=reasoning, answer_text=answer, prompt_tokens=5, generated_tokens=tokens,
+                   reasoning_tokens=r_tokens, answer_tokens=tokens - r_tokens, token_ids=(), token_times=(),
+                   token_kinds="", forced="",
+                   metrics={"total_s": seconds}, finish_reason="stop", error=None, record=record, started_at=T0,
+                   finished_at=T0, updated_at=T0, grade=grade)
+
+
+def cell(i, expected, grader, executions):
+    return CellFull(id=f"c{i}", session_id="s", position=i, kind="prompt", prompt=f"q{i}", system_prompt=None,
+                    note="", settings={}, created_at=T0, updated_at=T0, expected=expected, grader=grader,
+                    executions=tuple(executions))
+
+
+def pair(n, std_answer, rsn_answer, std_tokens=10, rsn_tokens=50, std_s=1.0, rsn_s=3.0, reasoning="hmm"):
+    return Execution(n, {"standard": run("standard", std_answer, std_tokens, std_s, number=n),
+                         "reasoning": run("reasoning", rsn_answer, rsn_tokens, rsn_s, reasoning, number=n)})
+
+
+def session(*cells):
+    return SessionFull(id="s", owner="me", title="t", created_at=T0, updated_at=T0, cells=tuple(cells))
+
+
+NUM = {"kind": "numeric", "tolerance": 1e-6}
+
+
+def test_accuracy_gain_tokens_latency_and_per_1k():
+    s = session(
+        cell(0, "4", NUM, [pair(1, "4", "4")]),  # both right
+        cell(1, "12", NUM, [pair(1, "10", "12", rsn_tokens=90)]),  # reasoning fixed it
+        cell(2, "7", NUM, [pair(1, "7", "8")]),  # reasoning broke it
+        cell(3, "9", NUM, [pair(1, "1", "9")]),  # fixed
+        cell(4, None, None, [pair(1, "x", "y")]),  # ungraded: not in the comparison
+    )
+    v = session_verdict(s)
+    std, rsn = v.lanes["standard"], v.lanes["reasoning"]
+    assert (std.passed, std.graded, rsn.passed, rsn.graded) == (2, 4, 3, 4)
+    assert v.gain == 0.25 and len(v.compared) == 4
+    assert v.mean_extra_tokens == (40 + 80 + 40 + 40) / 4
+    assert v.latency_multiple == 3.0
+    assert std.accuracy_per_1k_tokens == 2 / (40 / 1000) and rsn.accuracy_per_1k_tokens == 3 / (240 / 1000)
+    d = v.to_dict()
+    assert d["fixed_by_reasoning"] == 2 and d["broken_by_reasoning"] == 1 and d["cells_compared"] == 4
+    assert "gain +25 points" in v.headline()
+    assert [c.correctness_change for c in v.cells] == [0, 1, -1, 1, None]
+
+
+def test_the_latest_non_sweep_execution_counts_and_sweeps_make_the_curve():
+    sweeps = [Execution(n, {"reasoning": run("reasoning", ans, tok, 1.0, number=n, sweep=(b,))})
+              for n, (b, ans, tok) in enumerate([(0, "3", 5), (64, "4", 40), (None, "4", 80)], start=3)]
+    c = cell(0, "4", NUM, [pair(1, "1", "1"), pair(2, "4", "4"), *sweeps])
+    v = session_verdict(session(c))
+    assert v.lanes["standard"].passed == 1  # execution 2, not 1 nor the sweeps
+    assert [(p.label, p.accuracy, p.mean_tokens) for p in v.budget_curve] == [
+        ("0", 0.0, 5), ("64", 1.0, 40), ("unlimited", 1.0, 80)]
+
+
+def test_a_cached_grade_is_used_only_while_the_expected_answer_is_unchanged():
+    c = cell(0, "4", NUM, [])
+    stale = {"status": "pass", "extracted": "99", "detail": "", "key": "old"}
+    fresh = {"status": "pass", "extracted": "cached", "detail": "", "key": grade_key(NUM, "4")}
+    assert lane_grade(c, run("standard", "5", 1, 1.0, grade=stale)).status == "fail"
+    assert lane_grade(c, run("standard", "5", 1, 1.0, grade=fresh)).extracted == "cached"
+    py = cell(1, "assert f() == 1", {"kind": "python"}, [])
+    assert lane_grade(py, run("standard", "def f(): return 1", 1, 1.0)).status == "ungraded"  # no runner
+
+
+@settings(max_examples=150, deadline=None)
+@given(right=st.integers(-999, 999), wrong=st.integers(-999, 999),
+       noise=st.text(alphabet="abc xyz.,", max_size=40))
+def test_a_lane_is_graded_on_its_answer_never_its_reasoning(right, wrong, noise):
+    reasoning = f"{noise} the answer is {right} \\boxed{{{right}}} {noise}"
+    c = cell(0, str(right), NUM, [])
+    g = lane_grade(c, run("reasoning", f"So: {wrong}", 10, 1.0, reasoning=reasoning))
+    assert g.status == ("pass" if right == wrong else "fail") and g.extracted == str(wrong)
+    # and an answer cut off inside the reasoning (none written) fails, whatever the reasoning found
+    assert lane_grade(c, run("reasoning", "", 10, 1.0, reasoning=reasoning)).status == "fail"
+
+
+def test_charts_of_the_verdict():
+    s = session(cell(0, "4", NUM, [pair(1, "4", "4")]), cell(1, "12", NUM, [pair(1, "10", "12", rsn_tokens=90)]))
+    v = session_verdict(s)
+    fig = charts.verdict_scatter(v.cells)
+    assert list(fig.data[0].x) == [40, 80] and list(fig.data[0].y) == [0, 1] and fig.data[0].meta["role"] == "cells"
+    bars = charts.accuracy_bars(v.lanes)
+    assert [(b.meta["lane"], b.y[0], b.text[0]) for b in bars.data] == [("standard", 0.5, "1/2"),
+                                                                     ("reasoning", 1.0, "2/2")]
+    pts = session_verdict(session(cell(0, "4", NUM, [
+        Execution(2, {"reasoning": run("reasoning", "4", 30, 1.0, number=2, sweep=(None,))}),
+        Execution(1, {"reasoning": run("reasoning", "3", 3, 1.0, number=1, sweep=(0,))})]))).budget_curve
+    curve = charts.budget_curve(pts, standard_accuracy=0.5)
+    by_role = {t.meta["role"]: t for t in curve.data}
+    assert list(by_role["accuracy"].x) == ["0", "unlimited"] and list(by_role["accuracy"].y) == [0.0, 1.0]
+    assert list(by_role["tokens"].y) == [3, 30] and list(by_role["standard"].y) == [0.5, 0.5]
+
+
+def test_charts_cope_with_nothing():
+    v = session_verdict(session())
+    for fig in (charts.verdict_scatter(v.cells), charts.accuracy_bars(v.lanes), charts.budget_curve(())):
+        assert not fig.data and fig.layout.annotations
+    assert "No graded cells" in v.headline() and v.gain is None and v.latency_multiple is None

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 from .engine import LaneResult, LaneSettings, Run
+from .graders import Grade
 from .metrics import result_metrics
 from .service import LaneView, Playground
 
@@ -35,6 +36,15 @@ class Notebook:
     def __init__(self, pg: Playground, store):
         self.pg = pg
         self.store = store
+
+    @property
+    def run_code(self):
+        """The python grader's runner, or None where code grading is off (PLAYGROUND_CODE_GRADING)."""
+        if not self.pg.settings.code_grading_on:
+            return None
+        from .sandbox import run_code_test
+
+        return run_code_test
 
     def run_cell(self, owner: str, cell_id: str, key: str, prompt: str, system: str | None,
                  lanes: dict[str, LaneSettings]) -> Iterator[tuple[dict[str, LaneView], Run]]:
@@ -74,6 +84,31 @@ class Notebook:
                     if r.status == "running":
                         r.status, r.finish_reason = "stopped", "stopped"
                     self._finish(run_ids[lane], r)
+            self._grade(owner, cell_id, run_ids, run)
+
+    def _grade(self, owner: str, cell_id: str, run_ids: dict[str, str], run: Run) -> dict[str, Grade]:
+        """Grade each finished lane's answer against the cell's expected answer and cache the grade
+        on its run. A grade is derived data: a failure to grade is logged, never raised."""
+        from types import SimpleNamespace
+
+        from .verdict import grade_record, has_grader, lane_grade
+
+        try:
+            cell = self.store.get_cell(owner, cell_id)
+            if not has_grader(cell):
+                return {}
+            grades = {}
+            for lane, run_id in run_ids.items():
+                r = run.results.get(lane)
+                if r is None or r.status == "running":
+                    continue
+                g = lane_grade(cell, SimpleNamespace(status=r.status, answer_text=r.answer, grade=None), self.run_code)
+                self.store.set_grade(run_id, grade_record(cell, g))
+                grades[lane] = g
+            return grades
+        except Exception:
+            log.exception("grading cell %s failed", cell_id)
+            return {}
 
     def _finish(self, run_id: str, r: LaneResult) -> None:
         m = result_metrics(r)

@@ -223,6 +223,11 @@ class SessionStore:
             touch_session(s, session_id, now)
         return cell
 
+    def get_cell(self, owner: str, cell_id: str) -> CellInfo:
+        """One cell's fields (no runs): NotFound when it is missing or someone else's."""
+        with self._read() as s:
+            return owned_cell(s, owner, cell_id)
+
     def update_cell(self, owner: str, cell_id: str, **changes) -> CellInfo:
         """Set any of kind, prompt, system_prompt, note, settings, expected, grader; writes only when a
         value changed."""

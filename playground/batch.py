@@ -1,0 +1,405 @@
+"""Batch runs: import prompts from a JSONL or CSV file as cells, run every cell (or a budget sweep)
+with progress, stop and resume, several cells per batched `generate`. No gradio.
+
+A *job* is one execution of one cell: both lanes for "Run all", the reasoning lane alone at one
+thinking budget for a sweep point. Jobs are grouped `batch_size` at a time into ONE engine run
+whose rows are keyed "<cell id>:<lane>" (the engine runs any set of keyed rows left-padded in
+one generate, each row with its own sampling and budget), and each job is stored exactly as a
+notebook run is: start_execution, checkpoints, finish_run per lane, then its grades. So a
+batched execution is indistinguishable in the store from one run alone, except for
+record["batch_rows"], which says how many rows shared the generate (its timings include them).
+
+Resume: a job is skipped when the cell's latest execution of the same kind (a plain run, or a
+sweep point at the same budget) finished "done" in every lane with the same settings, model,
+quantization and rendered prompt.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from .engine import LANES, LaneSettings, validate_settings
+from .errors import InvalidInput
+from .graders import check_grader
+from .notebook import CHECKPOINT_INTERVAL_S, lane_payload
+from .prompts import build_prompt
+from .service import validate_prompt
+from .verdict import SWEEP_KEY, grade_record, has_grader, is_sweep, lane_grade, sweep_budget
+
+log = logging.getLogger(__name__)
+
+# Named limits of an imported file, each checked once in parse_batch_file.
+MAX_BATCH_BYTES = 2 * 1024 * 1024
+MAX_BATCH_ROWS = 500
+MAX_BATCH_SIZE = 16  # cells per generate: 32 rows; more gains little on a GPU and pads long prompts
+DEFAULT_BATCH_SIZE = 4  # four cells = a batch of eight rows
+DEFAULT_BUDGETS: tuple[int | None, ...] = (0, 64, 256, 1024, None)
+MAX_SWEEP_BUDGETS = 12
+FIELDS = ("prompt", "system", "expected", "grader", "tolerance")
+ALIASES = {"system_prompt": "system", "answer": "expected", "question": "prompt"}
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    line: int  # 1-based line (JSONL) or data row (CSV) in the file
+    prompt: str
+    system: str | None
+    expected: str | None
+    grader: dict | None
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.line}: {self.message}"
+
+
+# --- import -------------------------------------------------------------------------------------
+def parse_batch_file(data: bytes | str, filename: str = "", max_prompt_chars: int = 20_000
+                     ) -> tuple[list[BatchRow], list[RowError]]:
+    """Rows of a JSONL or CSV file (by extension, else by a first character of "{"), each checked on
+    its own: good rows come back even when others are bad, and every bad row says what to fix.
+    Raises InvalidInput only for a file that cannot be read at all."""
+    if len(data) > MAX_BATCH_BYTES:
+        raise InvalidInput(f"The file has {len(data):,} bytes, over the limit of {MAX_BATCH_BYTES:,} "
+                           "(MAX_BATCH_BYTES): split it.")
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise InvalidInput("The file is not UTF-8 text: save it as UTF-8 JSONL or CSV.") from None
+    name = filename.lower()
+    is_csv = name.endswith(".csv") or (not name.endswith((".jsonl", ".json", ".ndjson"))
+                                       and not text.lstrip().startswith("{"))
+    raw = _csv_rows(text) if is_csv else _jsonl_rows(text)
+    rows: list[BatchRow] = []
+    errors: list[RowError] = []
+    for line, item in raw:
+        if len(rows) + len(errors) >= MAX_BATCH_ROWS:
+            errors.append(RowError(line, f"over the limit of {MAX_BATCH_ROWS} rows (MAX_BATCH_ROWS): "
+                                         "this row and the rest were not imported; split the file."))
+            break
+        if isinstance(item, str):  # a parse error already worded
+            errors.append(RowError(line, item))
+            continue
+        try:
+            rows.append(_row(line, item, max_prompt_chars))
+        except InvalidInput as exc:
+            errors.append(RowError(line, str(exc)))
+    if not rows and not errors:
+        raise InvalidInput("The file has no rows: put one prompt per line (JSONL) or per row under a "
+                           "'prompt' header (CSV).")
+    return rows, errors
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, dict | str]]:
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield i, f"not valid JSON ({exc.msg} at column {exc.colno}): one JSON object per line."
+            continue
+        yield i, item if isinstance(item, dict) else f"a {type(item).__name__}, not an object like " \
+                                                      '{"prompt": "...", "expected": "..."}.'
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, dict | str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        for i, row in enumerate(reader, 1):
+            if None in row:
+                yield i, "more cells than the header has columns: quote values that contain commas."
+                continue
+            yield i, {k.strip().lower(): v for k, v in row.items() if k is not None and v not in (None, "")}
+    except csv.Error as exc:
+        yield reader.line_num, f"unreadable CSV ({exc})."
+
+
+def _row(line: int, item: dict, max_prompt_chars: int) -> BatchRow:
+    item = {ALIASES.get(k, k): v for k, v in item.items()}
+    unknown = set(item) - set(FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}: use {', '.join(FIELDS)}.")
+    prompt = item.get("prompt")
+    if not isinstance(prompt, str):
+        raise InvalidInput("'prompt' is missing or not text.")
+    validate_prompt(prompt, max_prompt_chars)
+    system = item.get("system")
+    if system is not None and not isinstance(system, str):
+        raise InvalidInput("'system' must be text.")
+    expected = item.get("expected")
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
+        expected = str(expected)  # JSONL authors write {"expected": 42}
+    if expected is not None and not isinstance(expected, str):
+        raise InvalidInput("'expected' must be text or a number.")
+    grader = item.get("grader")
+    if isinstance(grader, str) and grader.strip().startswith("{"):
+        try:
+            grader = json.loads(grader)  # a CSV cell holding a JSON spec
+        except json.JSONDecodeError:
+            raise InvalidInput("'grader' looks like JSON but is not valid JSON.") from None
+    if "tolerance" in item:
+        try:
+            tol = float(item["tolerance"])
+        except (TypeError, ValueError):
+            raise InvalidInput(f"tolerance={item['tolerance']!r} is not a number.") from None
+        grader = {**({"kind": grader} if isinstance(grader, str) else grader or {"kind": "numeric"}),
+                  "tolerance": tol}
+    spec = check_grader(grader, expected or None)
+    return BatchRow(line, prompt, system or None, expected or None, spec)
+
+
+def import_rows(store, owner: str, session_id: str, rows: Sequence[BatchRow], settings: dict | None = None) -> list:
+    """Append the rows as prompt cells of the session, in file order (with lane `settings` if given)."""
+    return [store.add_cell(owner, session_id, prompt=r.prompt, system_prompt=r.system, expected=r.expected,
+                           grader=r.grader, settings=settings) for r in rows]
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    cell: object  # CellFull
+    lanes: dict[str, LaneSettings]
+    prompts: dict = field(default_factory=dict)  # lane -> LanePrompt
+    budget: object = "none"  # "none" for a plain run; an int or None (unlimited) for a sweep point
+
+    @property
+    def sweep(self) -> bool:
+        return self.budget != "none"
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """One step of a batch: what a progress bar shows."""
+
+    total: int  # jobs in the plan
+    done: int  # jobs finished (run or skipped)
+    skipped: int  # jobs resumed from the store without running
+    tokens: int  # tokens generated so far in this batch
+    elapsed_s: float
+    eta_s: float | None  # from the pace of the jobs actually run
+    message: str
+    finished: bool = False
+    stopped: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+def cell_lanes(cell, defaults: tuple[LaneSettings, LaneSettings], max_new_tokens: int) -> dict[str, LaneSettings]:
+    """Both lanes' settings of a cell: its saved values over the model's recommended defaults."""
+    names = set(LaneSettings.__dataclass_fields__)
+    out = {}
+    for lane, d in zip(LANES, defaults):
+        saved = (cell.settings or {}).get(lane) or {}
+        values = {**d.to_dict(), **{k: v for k, v in saved.items() if k in names and
+                                    (v is not None or k == "thinking_budget")}}
+        out[lane] = validate_settings(LaneSettings(**values), max_new_tokens, lane)
+    return out
+
+
+def plan_jobs(session, engine, defaults, max_new_tokens: int, *, budgets: Sequence | None = None,
+              cell_ids: Sequence[str] | None = None) -> list[Job]:
+    """Every prompt cell of the session (or of cell_ids) as jobs: one per cell, or one per cell and
+    budget for a sweep (reasoning lane only)."""
+    jobs = []
+    for cell in session.cells:
+        if cell.kind != "prompt" or not cell.prompt.strip() or (cell_ids is not None and cell.id not in cell_ids):
+            continue
+        lanes = cell_lanes(cell, defaults, max_new_tokens)
+        if budgets is None:
+            jobs.append(_with_prompts(Job(cell, lanes), engine))
+            continue
+        for b in budgets:
+            s = lanes["reasoning"]
+            jobs.append(_with_prompts(Job(cell, {"reasoning": LaneSettings(**{**s.to_dict(), "thinking_budget": b})},
+                                          budget=b), engine))
+    return jobs
+
+
+def check_budgets(budgets) -> list[int | None]:
+    """A sweep's budgets: whole numbers ≥ 0 or None (unlimited), at most MAX_SWEEP_BUDGETS."""
+    if not budgets or len(budgets) > MAX_SWEEP_BUDGETS:
+        raise InvalidInput(f"Give 1–{MAX_SWEEP_BUDGETS} thinking budgets (MAX_SWEEP_BUDGETS), e.g. 0, 64, 256, "
+                           "1024, unlimited.")
+    out = []
+    for b in budgets:
+        if b is None or (isinstance(b, str) and b.strip().lower() in ("", "none", "unlimited", "inf")):
+            out.append(None)
+            continue
+        try:
+            n = int(str(b).strip())
+        except ValueError:
+            raise InvalidInput(f"budget {b!r} is not a whole number or 'unlimited'.") from None
+        if n < 0:
+            raise InvalidInput(f"budget {n} is negative: use 0 or more.")
+        out.append(n)
+    return list(dict.fromkeys(out))  # in order, each once
+
+
+def _with_prompts(job: Job, engine) -> Job:
+    c = job.cell
+    job.prompts = {lane: build_prompt(engine.tokenizer, engine.style, lane, c.prompt, c.system_prompt)
+                   for lane in job.lanes}
+    return job
+
+
+def already_done(job: Job, loaded) -> bool:
+    """The resume rule (module docstring)."""
+    same_kind = [e for e in job.cell.executions
+                 if is_sweep(e) == job.sweep and (not job.sweep or sweep_budget(e) == job.budget)]
+    if not same_kind:
+        return False
+    ex = same_kind[-1]
+    if set(ex.runs) != set(job.lanes):
+        return False
+    for lane, run in ex.runs.items():
+        r = run.record or {}
+        if run.status != "done" or r.get("settings") != job.lanes[lane].to_dict():
+            return False
+        if (r.get("model_id"), r.get("quant")) != (loaded.model_id, loaded.quant):
+            return False
+        if ((r.get("prompts") or {}).get(lane) or {}).get("text") != job.prompts[lane].text:
+            return False
+    return True
+
+
+# --- running ------------------------------------------------------------------------------------
+def run_jobs(pg, store, owner: str, jobs: Sequence[Job], *, batch_size: int = DEFAULT_BATCH_SIZE,
+             stop: threading.Event | None = None, run_code=None, resume: bool = True) -> Iterator[BatchProgress]:
+    """Run the jobs `batch_size` at a time, yielding progress after every finished job (and before
+    the first). A set `stop` ends the current generate within a decode step; what ran is kept
+    ("stopped" lanes are rerun on resume). Closing the generator stops it the same way."""
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise InvalidInput(f"batch_size={batch_size!r}: use 1–{MAX_BATCH_SIZE} (MAX_BATCH_SIZE).")
+    stop = stop or threading.Event()
+    engine = pg.require_engine()
+    t0 = time.perf_counter()
+    todo = [j for j in jobs if not (resume and already_done(j, engine.loaded))]
+    skipped = len(jobs) - len(todo)
+    state = SimpleNamespace(done=skipped, ran=0, tokens=0)
+
+    def progress(message: str, finished: bool = False) -> BatchProgress:
+        elapsed = time.perf_counter() - t0
+        left = len(jobs) - state.done
+        eta = elapsed / state.ran * left if state.ran else None
+        return BatchProgress(len(jobs), state.done, skipped, state.tokens, elapsed, eta, message,
+                             finished, stop.is_set())
+
+    yield progress(f"{skipped} cell run(s) already done with these settings: skipped" if skipped
+                   else f"{len(todo)} to run")
+    for start in range(0, len(todo), batch_size):
+        if stop.is_set():
+            break
+        chunk = todo[start:start + batch_size]
+        for job in chunk:
+            pg.check_run_input(job.cell.prompt, job.cell.system_prompt, job.lanes)
+            if pg.settings.runs_per_visitor_per_hour:
+                pg._count_run(owner)  # the per-visitor limit counts every cell of a batch as a run
+        for finished_job, tokens in _run_chunk(engine, store, owner, chunk, stop, run_code, pg.settings):
+            state.done += 1
+            state.ran += 1
+            state.tokens += tokens
+            yield progress(f"{_label(finished_job)} done")
+    yield progress("stopped: run again to resume" if stop.is_set() else "all done", finished=True)
+
+
+def _label(job: Job) -> str:
+    pos = getattr(job.cell, "position", 0) + 1
+    return f"cell {pos}" + (f" at budget {job.budget if job.budget is not None else 'unlimited'}"
+                            if job.sweep else "")
+
+
+def _key(index: int, lane: str) -> str:
+    return f"{index}:{lane}"
+
+
+def _run_chunk(engine, store, owner, chunk: list[Job], stop: threading.Event, run_code, settings
+               ) -> Iterator[tuple[Job, int]]:
+    """One batched generate over every lane of every job in the chunk; yields each job when its
+    lanes have all finished (stored and graded)."""
+    prompts = {_key(i, lane): p for i, job in enumerate(chunk) for lane, p in job.prompts.items()}
+    lanes = {_key(i, lane): s for i, job in enumerate(chunk) for lane, s in job.lanes.items()}
+    run = engine.start_prompts(prompts, lanes)
+    run_ids: dict[str, str] = {}
+    for i, job in enumerate(chunk):
+        # The record of a job alone: its own lanes' settings and prompts, as a single run would have.
+        own = SimpleNamespace(settings=job.lanes, prompts=job.prompts)
+        record = {**engine.reproducibility_record(own), "batch_rows": len(prompts)}
+        if job.sweep:
+            record[SWEEP_KEY] = {"budget": job.budget}
+        ids = store.start_execution(owner, job.cell.id, {lane: s.to_dict() for lane, s in job.lanes.items()}, record)
+        run_ids.update({_key(i, lane): rid for lane, rid in ids.items()})
+    finished: set[str] = set()
+    reported: set[int] = set()
+    last_checkpoint = time.perf_counter()
+    try:
+        for _update in run:
+            if stop.is_set():
+                run.stop()
+            for key, r in run.results.items():
+                if r.status != "running" and key not in finished:
+                    _finish(store, run_ids[key], r)
+                    finished.add(key)
+            now = time.perf_counter()
+            if now - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                last_checkpoint = now
+                for key, r in run.results.items():
+                    if key not in finished:
+                        store.checkpoint_run(run_ids[key], **lane_payload(r))
+            for i, job in enumerate(chunk):
+                if i not in reported and all(_key(i, lane) in finished for lane in job.lanes):
+                    reported.add(i)
+                    tokens = _grade_job(store, job, i, run, run_ids, run_code)
+                    yield job, tokens
+    finally:
+        run.stop()
+        for key, rid in run_ids.items():
+            r = run.results.get(key)
+            if r is None:
+                continue
+            if key not in finished:
+                if r.status == "running":
+                    r.status, r.finish_reason = "stopped", "stopped"
+                _finish(store, rid, r)
+                finished.add(key)
+    for i, job in enumerate(chunk):  # jobs whose last lane ended with the run itself
+        if i not in reported:
+            yield job, _grade_job(store, job, i, run, run_ids, run_code)
+
+
+def _finish(store, run_id: str, r) -> None:
+    from .metrics import result_metrics
+
+    store.finish_run(run_id, status=r.status, prompt_tokens=r.prompt_tokens, metrics=result_metrics(r).to_dict(),
+                     finish_reason=r.finish_reason, error=r.error, **lane_payload(r))
+
+
+def _grade_job(store, job: Job, i: int, run, run_ids, run_code) -> int:
+    tokens = 0
+    for lane in job.lanes:
+        r = run.results.get(_key(i, lane))
+        if r is None:
+            continue
+        tokens += len(r.token_ids)
+        if has_grader(job.cell) and r.status == "done":
+            answer_only = SimpleNamespace(status=r.status, answer_text=r.answer, grade=None)
+            try:
+                g = lane_grade(job.cell, answer_only, run_code)
+                store.set_grade(run_ids[_key(i, lane)], grade_record(job.cell, g))
+            except Exception:  # a grade is derived data: never lose a run over it
+                log.exception("grading failed for cell %s", job.cell.id)
+    return tokens

@@ -1,0 +1,186 @@
+"""Batch import and runs: file parsing with per-row errors, and the real embedded model running the
+sample file batched, stopped, resumed; batched rows against the same cells run alone."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from playground.batch import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ROWS,
+    check_budgets,
+    import_rows,
+    parse_batch_file,
+    plan_jobs,
+    run_jobs,
+)
+from playground.config import Settings
+from playground.errors import InvalidInput
+from playground.service import Playground
+from playground.store import open_store
+from playground.verdict import session_verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "arithmetic-word-logic.jsonl"
+SMALL = {"standard": {"max_new_tokens": 10}, "reasoning": {"max_new_tokens": 20}}
+
+
+def test_jsonl_good_rows_import_and_bad_rows_are_listed():
+    data = "\n".join([
+        json.dumps({"prompt": "2+2?", "expected": 4, "grader": "numeric"}),
+        "{not json",
+        json.dumps(["a list"]),
+        json.dumps({"prompt": "", "expected": "x"}),
+        json.dumps({"prompt": "p", "grader": "numeric"}),  # a grader without an expected answer
+        json.dumps({"prompt": "p", "expected": "x", "colour": "red"}),
+        json.dumps({"question": "Capital of France?", "answer": "Paris", "system_prompt": "Be brief."}),
+        "",
+        json.dumps({"prompt": "pick", "expected": "B", "grader": {"kind": "choice"}}),
+    ])
+    rows, errors = parse_batch_file(data.encode(), "x.jsonl")
+    assert [(r.line, r.prompt, r.expected, r.grader) for r in rows] == [
+        (1, "2+2?", "4", {"kind": "numeric", "tolerance": 1e-6}), (7, "Capital of France?", "Paris", {"kind": "exact"}),
+        (9, "pick", "B", {"kind": "choice"})]
+    assert rows[1].system == "Be brief."
+    assert [e.line for e in errors] == [2, 3, 4, 5, 6]
+    text = "\n".join(map(str, errors))
+    for needed in ("row 2: not valid JSON", "not an object", "prompt is empty", "needs an expected answer",
+                   "unknown field(s) colour"):
+        assert needed in text, text
+
+
+def test_csv_with_quotes_tolerance_and_json_graders():
+    data = ('prompt,expected,grader,tolerance\n"Add 1,000 and 2,000",3000,numeric,0.5\n'
+            'Say hi,(?i)hi,regex,\n"Too, many",x,exact,,extra\nPick one,C,"{""kind"": ""choice""}",\n')
+    rows, errors = parse_batch_file(data, "rows.csv")
+    assert [(r.prompt, r.grader) for r in rows] == [
+        ("Add 1,000 and 2,000", {"kind": "numeric", "tolerance": 0.5}), ("Say hi", {"kind": "regex"}),
+        ("Pick one", {"kind": "choice"})]
+    assert len(errors) == 1 and "more cells than the header" in errors[0].message
+
+
+def test_file_limits():
+    with pytest.raises(InvalidInput, match="MAX_BATCH_BYTES"):
+        parse_batch_file(b"x" * (MAX_BATCH_BYTES + 1), "a.jsonl")
+    with pytest.raises(InvalidInput, match="UTF-8"):
+        parse_batch_file(b"\xff\xfe\x00", "a.csv")
+    with pytest.raises(InvalidInput, match="no rows"):
+        parse_batch_file(b"\n\n", "a.jsonl")
+    many = "\n".join(json.dumps({"prompt": f"q{i}"}) for i in range(MAX_BATCH_ROWS + 5))
+    rows, errors = parse_batch_file(many, "a.jsonl")
+    assert len(rows) == MAX_BATCH_ROWS and "MAX_BATCH_ROWS" in errors[-1].message
+    assert check_budgets(["0", 64, "unlimited", None, 64]) == [0, 64, None]
+    with pytest.raises(InvalidInput, match="negative"):
+        check_budgets([-1])
+
+
+def test_the_sample_file_is_valid_and_graded():
+    rows, errors = parse_batch_file(SAMPLE.read_bytes(), SAMPLE.name)
+    assert errors == [] and 18 <= len(rows) <= 25
+    assert {r.grader["kind"] for r in rows} == {"numeric", "exact", "regex", "choice", "python"}
+
+
+# --- with the real model -----------------------------------------------------------------------
+@pytest.fixture
+def pg(engine, loaded_nf4):
+    p = Playground(Settings())
+    p.loaded, p.engine = loaded_nf4, engine
+    return p
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(tmp_path / "b.db") as s:
+        yield s
+
+
+def _plan(pg, store, sid, **kw):
+    return plan_jobs(store.get_session("me", sid), pg.engine, pg.recommended(), pg.settings.max_new_tokens, **kw)
+
+
+def test_sample_batch_stops_and_resumes_without_rerunning(pg, store):
+    sid = store.create_session("me", "sample").id
+    rows, _ = parse_batch_file(SAMPLE.read_bytes(), SAMPLE.name)
+    import_rows(store, "me", sid, rows, settings=SMALL)
+    stop = threading.Event()
+    seen = []
+    for p in run_jobs(pg, store, "me", _plan(pg, store, sid), batch_size=4, stop=stop):
+        seen.append(p)
+        if p.done >= 5:
+            stop.set()  # lands within a decode step of the second batch
+    last = seen[-1]
+    assert last.finished and last.stopped and 5 <= last.done < len(rows)
+    assert all(a.done <= b.done for a, b in zip(seen, seen[1:])) and seen[1].eta_s is not None
+    session = store.get_session("me", sid)
+    statuses = [{r.status for r in c.latest.runs.values()} if c.latest else set() for c in session.cells]
+    assert sum(s == {"done"} for s in statuses) >= 4
+
+    resumed = list(run_jobs(pg, store, "me", _plan(pg, store, sid), batch_size=4))
+    assert resumed[-1].finished and not resumed[-1].stopped and resumed[-1].done == len(rows)
+    assert resumed[0].skipped == sum(s == {"done"} for s in statuses)
+    session = store.get_session("me", sid)
+    assert all(c.latest and {r.status for r in c.latest.runs.values()} == {"done"} for c in session.cells)
+    # A third pass runs nothing: every cell already ran with these settings and this model.
+    again = list(run_jobs(pg, store, "me", _plan(pg, store, sid), batch_size=4))
+    assert again[-1].skipped == len(rows) and again[-1].tokens == 0
+    # Every run is graded and cached; the verdict is computed from the store alone.
+    runs = [r for c in session.cells for r in c.latest.runs.values()]
+    assert all(r.grade and r.grade["status"] in ("pass", "fail", "ungraded") for r in runs)
+    v = session_verdict(session)
+    assert v.lanes["standard"].graded >= 18 and v.to_dict()["cells_compared"] >= 18
+    assert all(r.record["batch_rows"] in (2, 4, 6, 8) for r in runs)
+
+
+def test_batched_rows_match_the_same_cell_run_alone_until_a_near_tie(pg, store):
+    """Greedy decoding, each row picking its own token from its own logits: a row's text does not
+    depend on the other rows' sampling. It is NOT bit-identical to the cell run alone, though: a
+    batch of eight left-padded rows changes the shapes of the bf16 matrix products (NF4 weights,
+    bf16 compute), so logits move in the last bits and a near-tied greedy pick can flip; from there
+    the texts part. Measured here: 6 of 8 rows identical over 10 tokens, the rest parting after 2–5
+    tokens. What holds, and is asserted: every row's first token (the prefill picks the same token),
+    most rows whole, and every row's own limits."""
+    sid = store.create_session("me", "b").id
+    prompts = ["What is 6 times 7?", "Name a colour.", "Write a very long story about a small dog in the rain.",
+               "Is ice cold?"]
+    for p in prompts:
+        store.add_cell("me", sid, prompt=p, settings=SMALL)
+    for job in _plan(pg, store, sid):
+        list(run_jobs(pg, store, "me", [job], batch_size=1, resume=False))
+    alone = {c.id: {lane: r.token_ids.tolist() for lane, r in c.latest.runs.items()}
+             for c in store.get_session("me", sid).cells}
+    list(run_jobs(pg, store, "me", _plan(pg, store, sid), batch_size=4, resume=False))
+    cells = store.get_session("me", sid).cells
+    batched = {c.id: {lane: r.token_ids.tolist() for lane, r in c.latest.runs.items()} for c in cells}
+    pairs = [(alone[c][lane], batched[c][lane]) for c in alone for lane in alone[c]]
+    assert all(a[:1] == b[:1] for a, b in pairs), pairs
+    assert sum(a == b for a, b in pairs) >= len(pairs) // 2, pairs
+    for c in cells:
+        assert c.latest.runs["standard"].generated_tokens <= SMALL["standard"]["max_new_tokens"]
+        assert c.latest.runs["reasoning"].generated_tokens <= SMALL["reasoning"]["max_new_tokens"]
+        assert c.latest.runs["reasoning"].record["batch_rows"] == 8
+
+
+def test_a_sweep_stores_one_execution_per_budget_and_draws_the_curve(pg, store):
+    sid = store.create_session("me", "s").id
+    store.add_cell("me", sid, prompt="What is 3 + 4?", expected="7", grader={"kind": "numeric"},
+                   settings={"standard": {"max_new_tokens": 8}, "reasoning": {"max_new_tokens": 24}})
+    budgets = [0, 4, None]
+    progress = list(run_jobs(pg, store, "me", _plan(pg, store, sid, budgets=budgets), batch_size=3))
+    assert progress[-1].done == 3
+    cell = store.get_session("me", sid).cells[0]
+    assert [e.runs["reasoning"].record["sweep"]["budget"] for e in cell.executions] == budgets
+    assert all(set(e.runs) == {"reasoning"} for e in cell.executions)
+    def thought(run):  # reasoning tokens the model chose (the forced closing tag is not thinking)
+        return sum(k == "reasoning" and not f for k, f in zip(run.kinds, run.forced_flags))
+
+    assert thought(cell.executions[0].runs["reasoning"]) == 0
+    assert thought(cell.executions[1].runs["reasoning"]) <= 4
+    assert thought(cell.executions[2].runs["reasoning"]) > 4
+    v = session_verdict(store.get_session("me", sid))
+    assert [p.label for p in v.budget_curve] == ["0", "4", "unlimited"] and v.cells == ()
+    again = list(run_jobs(pg, store, "me", _plan(pg, store, sid, budgets=budgets)))
+    assert again[-1].skipped == 3

@@ -86,8 +86,14 @@ ALLOWED: dict[str, str] = {
     "allowed_models": "preset keys separated by commas, from: " + ", ".join(PRESETS),
     "zero_gpu_duration_s": "an integer ≥ 1 (seconds)",
     "code_grading": "true or false (unset: on when private, off when public)",
+    "remote_url": "an http(s) base URL of an OpenAI-compatible server, e.g. http://gpu-box:8000/v1",
+    "remote_model": "the model name the server serves (empty: its only model)",
+    "remote_api_key": "the key the server expects (a secret)",
+    "remote_timeout_s": "a number of seconds 1–3600",
+    "remote_switch": "one of auto, template_kwargs, system_prompt, soft_switch, always",
 }
-SECRET_FIELDS = frozenset({"auth"})
+SECRET_FIELDS = frozenset({"auth", "remote_api_key"})
+RemoteSwitch = Literal["auto", "template_kwargs", "system_prompt", "soft_switch", "always"]
 
 
 class Settings(BaseSettings):
@@ -123,6 +129,16 @@ class Settings(BaseSettings):
     # running strangers' code stays the operator's explicit choice.
     code_grading: bool | None = Field(None, description="run python graders' tests on code answers "
                                                         "(default: on when private, off when public)")
+    # A remote OpenAI-compatible endpoint (playground.remote): runs go there instead of a local model.
+    remote_url: str | None = Field(None, description="base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, "
+                                                     "transformers serve, a hosted API); set, runs go there")
+    remote_model: str = Field("", description="model name on the remote server (empty: its only model)")
+    remote_api_key: SecretStr | None = Field(None, description="API key for the remote server (a secret: never "
+                                                               "logged, stored or exported)")
+    remote_timeout_s: float = Field(120.0, ge=1, le=3600,
+                                    description="longest wait for the remote server's next chunk, in seconds")
+    remote_switch: RemoteSwitch = Field("auto", description="how the reasoning lane turns reasoning on at the "
+                                                            "remote server (auto: by the model's family)")
 
     @field_validator("home", "db", mode="after")
     @classmethod
@@ -149,6 +165,24 @@ class Settings(BaseSettings):
                 # The message must not quote the pair: it holds a password.
                 raise ValueError("each entry must be user:password")
         return str(raw)
+
+    @field_validator("remote_url", mode="before")
+    @classmethod
+    def _remote_url(cls, v: Any) -> str | None:
+        if v is None or str(v).strip() == "":
+            return None
+        from .remote import normalize_base_url
+
+        try:
+            return normalize_base_url(str(v))
+        except Exception:
+            raise ValueError("not an http(s) URL") from None
+
+    @field_validator("remote_api_key", mode="before")
+    @classmethod
+    def _remote_key(cls, v: Any) -> Any:
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        return None if raw is None or str(raw).strip() == "" else str(raw).strip()
 
     @field_validator("allowed_models", mode="before")
     @classmethod
@@ -252,7 +286,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag_name(field), dest=field, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
         else:
-            metavar = "USER:PASS,..." if field == "auth" else field.upper()
+            metavar = {"auth": "USER:PASS,...", "remote_api_key": "KEY"}.get(field, field.upper())
             group.add_argument(flag_name(field), dest=field, default=None, metavar=metavar, help=help_text)
 
 
@@ -371,6 +405,13 @@ def describe_startup(settings: Settings) -> list[str]:
                  else "login: none (PLAYGROUND_AUTH unset)")
     lines.append(f"listening on {settings.host}:{settings.port}; {settings.max_concurrent_runs} run(s) at a time, "
                  f"queue of {settings.queue_size}")
+    if settings.remote_url:
+        from .remote import safe_url
+
+        key = "API key set" if settings.remote_api_key else "no API key"
+        model = settings.remote_model or "(its only one)"
+        lines.append(f"remote endpoint: {safe_url(settings.remote_url)}, model {model}"
+                     f", {key}, timeout {settings.remote_timeout_s:g} s (PLAYGROUND_REMOTE_URL is set: runs go there)")
     if on_zero_gpu():
         lines.append(f"ZeroGPU: yes (SPACES_ZERO_GPU is set), {settings.zero_gpu_duration_s} s per run")
     return lines

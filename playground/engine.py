@@ -324,7 +324,10 @@ class Run:
 
 
 class Engine:
-    """Runs lanes on one loaded model, one run at a time (a second run waits for the lock)."""
+    """Runs lanes on one loaded model, one run at a time (a second run waits for the lock).
+    Satisfies playground.backend.Backend, as the remote backend does."""
+
+    kind = "local"
 
     def __init__(self, loaded):
         self.loaded = loaded

@@ -44,7 +44,7 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
 
     @api.get("/healthz")
     def healthz() -> dict:
-        return {"ok": True, "model": pg.loaded.model_id if pg.loaded else None}
+        return {"ok": True, "model": pg.model_name(), "backend": pg.engine.kind if pg.engine else None}
 
     # Before gradio is mounted at "/": routes match in order, and its mount would take every path.
     add_share_routes(api, store, secret)
@@ -70,7 +70,11 @@ def serve(settings: Settings | None = None) -> None:
     store = open_store(db_path)
     interrupted = store.mark_interrupted()
     log.info("home %s, database %s (%d interrupted run(s) recovered)", settings.home, db_path, interrupted)
-    pg.load(settings.model, settings.quant, progress=lambda f, m: log.info("%3.0f%% %s", f * 100, m))
+    if settings.remote_url:
+        # Runs go to the operator's endpoint; no local model is loaded (the panel can still load one).
+        pg.use_remote(resolve=False)
+    else:
+        pg.load(settings.model, settings.quant, progress=lambda f, m: log.info("%3.0f%% %s", f * 100, m))
     log.info("%s", pg.footer().replace("**", ""))
     app = build_server(pg, store, load_secret(settings.home))
     log.info("serving on http://%s:%d", settings.host, settings.port)

@@ -19,6 +19,7 @@ from .errors import InvalidInput, NoModelLoaded, PlaygroundError, check_encodabl
 from .loading import LoadedModel, load_config, load_model, plan_for, resolve
 from .memory import GB, MemoryPlan, parse_hardware
 from .metrics import result_metrics
+from .remote import RemoteBackend, RemoteConfig, list_models, normalize_base_url
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ class Playground:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.loaded: LoadedModel | None = None
-        self.engine: Engine | None = None
+        # The active backend (playground.backend.Backend): an Engine on `loaded`, or a RemoteBackend.
+        self.engine: Engine | RemoteBackend | None = None
+        self._local_engine: Engine | None = None
         self._load_lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._runs_lock = threading.Lock()
@@ -111,14 +114,82 @@ class Playground:
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
 
-    def require_engine(self) -> Engine:
+    def require_engine(self) -> Engine | RemoteBackend:
         if self.engine is None:
             raise NoModelLoaded("No model is loaded: load one in the model panel first.")
         return self.engine
 
+    # --- remote endpoints ---------------------------------------------------------------------
+    @property
+    def remote(self) -> RemoteBackend | None:
+        return self.engine if isinstance(self.engine, RemoteBackend) else None
+
+    def remote_config(self, url: str = "", model: str = "", api_key: str = "", timeout_s=None, switch: str = "",
+                      *, visitor: bool = False) -> RemoteConfig:
+        """The endpoint to use: what was typed, falling back to the operator's settings field by field.
+        On a public server a visitor gets the operator's endpoint only: letting visitors name a URL would
+        let anyone make this server send requests to any address it can reach (SSRF)."""
+        st = self.settings
+        env_key = st.remote_api_key.get_secret_value() if st.remote_api_key else None
+        if visitor and st.public:
+            if not st.remote_url:
+                raise InvalidInput("This public playground has no remote endpoint: the operator sets "
+                                   "PLAYGROUND_REMOTE_URL to offer one.")
+            if (url and url.strip() and normalize_base_url(url) != st.remote_url) or \
+                    (model and model.strip() and st.remote_model and model.strip() != st.remote_model) or \
+                    (api_key and api_key.strip()):
+                raise InvalidInput("This public playground uses only the operator's endpoint "
+                                   "(PLAYGROUND_REMOTE_URL, PLAYGROUND_REMOTE_MODEL, PLAYGROUND_REMOTE_API_KEY): leave "
+                                   "the URL, model and key empty.")
+            url, api_key, timeout_s = st.remote_url, "", st.remote_timeout_s
+        typed_key = api_key.strip() if api_key else ""
+        base = url.strip() if url and url.strip() else st.remote_url
+        if not base:
+            raise InvalidInput("No endpoint URL: type the server's base URL (e.g. http://127.0.0.1:8000/v1) or set "
+                               "PLAYGROUND_REMOTE_URL.")
+        return RemoteConfig(base, model=(model or "").strip() or st.remote_model,
+                            api_key=typed_key or env_key,
+                            timeout_s=st.remote_timeout_s if timeout_s in (None, "") else timeout_s,
+                            switch=(switch or "").strip() or st.remote_switch,
+                            key_source="the model panel" if typed_key else "PLAYGROUND_REMOTE_API_KEY")
+
+    def test_remote(self, url: str = "", api_key: str = "", timeout_s=None, *, visitor: bool = False) -> list[str]:
+        """The models the endpoint lists (the panel's connection test)."""
+        return list_models(self.remote_config(url, "", api_key, timeout_s, visitor=visitor))
+
+    def use_remote(self, url: str = "", model: str = "", api_key: str = "", timeout_s=None, switch: str = "",
+                   *, visitor: bool = False, resolve: bool = True) -> RemoteBackend:
+        """Send runs to an endpoint from now on. A local model stays loaded (load() switches back).
+        resolve=False (start-up) does not contact the server: a server still booting must not stop ours."""
+        backend = RemoteBackend(self.remote_config(url, model, api_key, timeout_s, switch, visitor=visitor))
+        if resolve and not backend.model:
+            backend.resolve_model()  # asks the server now, so a wrong URL fails here and not at the first run
+        with self._load_lock:
+            if self.remote is None:
+                self._local_engine = self.engine  # kept as it was built (e.g. for ZeroGPU), for use_local()
+            self.engine = backend
+        log.info("runs go to %s", backend.describe().replace("**", ""))
+        return backend
+
+    def use_local(self) -> None:
+        """Back to the loaded local model after a remote endpoint."""
+        if self.loaded is None:
+            raise NoModelLoaded("No local model is loaded: load one in the model panel first.")
+        with self._load_lock:
+            if self.remote is not None:
+                self.engine = self._local_engine or Engine(self.loaded)
+
+    def model_name(self) -> str | None:
+        if self.remote is not None:
+            return self.remote.model
+        return self.loaded.model_id if self.loaded else None
+
     def recommended(self) -> tuple[LaneSettings, LaneSettings]:
-        """Default lane settings from the loaded preset's recommendations."""
-        preset = self.loaded.source.preset if self.loaded else None
+        """Default lane settings from the loaded preset's (or the remote model's family's) recommendations."""
+        if self.remote is not None:
+            preset = self.remote.preset
+        else:
+            preset = self.loaded.source.preset if self.loaded else None
         if preset is None:
             preset = PRESETS["embedded"]
         def conv(s):
@@ -139,6 +210,8 @@ class Playground:
                                "characters (max_prompt_chars): shorten it.")
         for lane, s in lanes.items():
             validate_settings(s, self.settings.max_new_tokens, lane)
+        if self.remote is not None:
+            self.remote.check_lanes(lanes)
 
     def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings],
                   owner: str | None = None) -> Run:
@@ -215,6 +288,8 @@ class Playground:
 
     # --- descriptions ----------------------------------------------------------------------
     def footer(self) -> str:
+        if self.remote is not None:
+            return self.remote.describe()
         lm = self.loaded
         if lm is None:
             return "No model loaded."

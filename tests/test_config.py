@@ -60,6 +60,11 @@ FROM_ENV = {
     "allowed_models": ("embedded, hermes-4-14b", ["embedded", "hermes-4-14b"]),
     "zero_gpu_duration_s": ("60", 60),
     "code_grading": ("false", False),
+    "remote_url": ("http://gpu-box:8000", "http://gpu-box:8000/v1"),
+    "remote_model": ("NousResearch/Hermes-4-405B", "NousResearch/Hermes-4-405B"),
+    "remote_api_key": (PASSWORD, SecretStr(PASSWORD)),
+    "remote_timeout_s": ("30", 30.0),
+    "remote_switch": ("template_kwargs", "template_kwargs"),
 }
 
 
@@ -110,6 +115,16 @@ def test_auth_is_a_secret(clean_env):
     assert not any(PASSWORD in line for line in describe_startup(s))
 
 
+def test_remote_api_key_is_a_secret(clean_env):
+    clean_env.setenv("PLAYGROUND_REMOTE_URL", "http://gpu-box:8000/v1")
+    clean_env.setenv("PLAYGROUND_REMOTE_API_KEY", PASSWORD)
+    s = load_settings()
+    assert s.remote_api_key.get_secret_value() == PASSWORD
+    assert PASSWORD not in repr(s) and PASSWORD not in str(s)
+    text = "\n".join(describe_startup(s))
+    assert "remote endpoint: http://gpu-box:8000/v1" in text and PASSWORD not in text
+
+
 def test_flags_override_env(clean_env):
     import argparse
 
@@ -131,6 +146,8 @@ def test_flags_override_env(clean_env):
     ("PLAYGROUND_PUBLIC", "maybe", "true or false"),
     ("PLAYGROUND_LOG_LEVEL", "loud", "one of DEBUG, INFO"),
     ("PLAYGROUND_ALLOWED_MODELS", "embedded,gpt-9", "preset keys separated by commas"),
+    ("PLAYGROUND_REMOTE_URL", "ftp://gpu-box", "an http(s) base URL"),
+    ("PLAYGROUND_REMOTE_TIMEOUT_S", "0", "a number of seconds 1–3600"),
 ])
 def test_invalid_value_is_one_line_naming_variable_value_and_allowed(clean_env, var, value, allowed):
     clean_env.setenv(var, value)

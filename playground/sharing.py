@@ -24,7 +24,13 @@ alt text. Exports carry no owner, no id and no share token.
                "token_kinds": "r"/"a" per token, "forced": "0"/"1" per token,
                "metrics": {name: number | str | null} | null, "finish_reason": str | null,
                "error": str | null, "record": {reproducibility record}, "started_at": ISO,
-               "finished_at": ISO | null}}}]}]}}
+               "finished_at": ISO | null,
+               "grade": {"status", "extracted", "detail", "key"} | null}}}],   # optional
+          "expected": str | null, "grader": {"kind": ..., options} | null}],      # optional
+       "verdict": {...} | null}}   # optional, written by export, ignored by import (recomputed)
+
+The optional keys arrived after the first files were written: a file without them imports as
+ungraded cells, so every older export still reads.
 
 Unknown keys are refused at every level. The four token arrays have one entry per generated
 token, and the token counts must agree with them. Limits (named constants below):
@@ -63,6 +69,7 @@ from .metrics import LaneMetrics, format_metrics
 from .store import CellFull, Execution, RunInfo, SessionFull
 from .store.checks import MAX_TITLE_CHARS
 from .store.models import CELL_KINDS, RUN_STATUSES
+from .verdict import Verdict, lane_grade, session_verdict
 
 SCHEMA = "reasoning-playground/session"
 VERSION = 1
@@ -132,6 +139,7 @@ class RunDoc(_Strict):
     record: dict[str, Any]
     started_at: AwareDatetime
     finished_at: AwareDatetime | None
+    grade: dict[str, Scalar] | None = Field(None, max_length=MAX_SETTINGS_KEYS)
 
     @model_validator(mode="after")
     def _tokens_agree(self) -> RunDoc:
@@ -157,6 +165,8 @@ class CellDoc(_Strict):
     note: Text
     settings: dict[str, Any] = Field(max_length=MAX_SETTINGS_KEYS)
     executions: list[ExecutionDoc] = Field(max_length=MAX_EXECUTIONS)
+    expected: Text | None = None
+    grader: dict[str, Scalar] | None = Field(None, max_length=MAX_SETTINGS_KEYS)
 
     @field_validator("executions")
     @classmethod
@@ -172,6 +182,7 @@ class SessionDoc(_Strict):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     cells: list[CellDoc] = Field(max_length=MAX_CELLS)
+    verdict: dict[str, Any] | None = None
 
 
 class ExportDoc(_Strict):
@@ -192,7 +203,8 @@ def _run_doc(r: RunInfo) -> dict:
             "reasoning_tokens": r.reasoning_tokens, "answer_tokens": r.answer_tokens,
             "token_ids": list(r.token_ids), "token_times": list(r.token_times), "token_kinds": r.token_kinds,
             "forced": r.forced, "metrics": r.metrics, "finish_reason": r.finish_reason, "error": r.error,
-            "record": r.record, "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at)}
+            "record": r.record, "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+            "grade": r.grade}
 
 
 def export_document(session: SessionFull, exported_at: datetime | None = None) -> dict:
@@ -200,10 +212,12 @@ def export_document(session: SessionFull, exported_at: datetime | None = None) -
     cells = [{"kind": c.kind, "prompt": c.prompt, "system_prompt": c.system_prompt, "note": c.note,
               "settings": c.settings,
               "executions": [{"number": e.number, "runs": {lane: _run_doc(r) for lane, r in e.runs.items()}}
-                             for e in c.executions]} for c in session.cells]
+                             for e in c.executions], "expected": c.expected, "grader": c.grader}
+             for c in session.cells]
     return {"schema": SCHEMA, "version": VERSION, "exported_at": _iso(exported_at or datetime.now(UTC)),
             "session": {"title": session.title, "created_at": _iso(session.created_at),
-                        "updated_at": _iso(session.updated_at), "cells": cells}}
+                        "updated_at": _iso(session.updated_at), "cells": cells,
+                        "verdict": session_verdict(session).to_dict()}}
 
 
 def export_json(session: SessionFull) -> str:
@@ -276,7 +290,7 @@ def _session_record(s: SessionDoc) -> SessionFull:
 
     cells = tuple(CellFull(
         id="", session_id="", position=i, kind=c.kind, prompt=c.prompt, system_prompt=c.system_prompt, note=c.note,
-        settings=c.settings, created_at=s.created_at, updated_at=s.updated_at,
+        settings=c.settings, created_at=s.created_at, updated_at=s.updated_at, expected=c.expected, grader=c.grader,
         executions=tuple(Execution(e.number, {lane: run(r, lane, e.number) for lane, r in e.runs.items()})
                          for e in c.executions)) for i, c in enumerate(s.cells))
     return SessionFull(id="", owner="", title=s.title, created_at=s.created_at, updated_at=s.updated_at,
@@ -309,6 +323,9 @@ def export_markdown(session: SessionFull) -> str:
     cell's latest run (the JSON export has them all)."""
     out = [f"# {_one_line(session.title)}", "", f"_{len(session.cells)} cells, exported from the reasoning playground "
                                       f"on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC._"]
+    v = session_verdict(session)
+    if v.compared or v.budget_curve:
+        out += ["", "## Did reasoning pay?", "", _one_line(v.headline()), "", *_verdict_table(v)]
     for i, c in enumerate(session.cells, 1):
         out += ["", f"## Cell {i}" + (" · note" if c.kind == "note" else ""), ""]
         if c.kind == "note":
@@ -317,16 +334,52 @@ def export_markdown(session: SessionFull) -> str:
         if c.system_prompt:
             out += ["**System prompt**", "", _fence(c.system_prompt), ""]
         out += ["**Prompt**", "", _fence(c.prompt)]
+        if c.expected:
+            out += ["", f"**Expected** ({(c.grader or {}).get('kind', 'exact')} grader)", "", _fence(c.expected)]
         for lane, r in (c.latest.runs.items() if c.latest else ()):
             out += ["", f"### {LANE_TITLES.get(lane, lane)} — {r.status}", ""]
             if line := _metrics_line(r.metrics):
                 out += [line, ""]
+            if c.expected and c.grader:
+                out += [_grade_line(lane_grade(c, r)), ""]
             if r.error:
                 out += [f"> ⚠️ {_one_line(r.error)}", ""]
             if r.reasoning_text:
                 out += ["<details><summary>Reasoning</summary>", "", _fence(r.reasoning_text), "", "</details>", ""]
             out.append(r.answer_text)
     return "\n".join(out).rstrip() + "\n"
+
+
+GRADE_ICONS = {"pass": "✅", "fail": "❌", "ungraded": "➖", "error": "⚠️"}
+
+
+def _grade_line(g) -> str:
+    seen = f" (read {_one_line(g.extracted)[:80]!r})" if g.extracted is not None else ""
+    return f"Grade: {GRADE_ICONS.get(g.status, '')} {g.status}{seen}"
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.0%}"
+
+
+def _verdict_rows(v: Verdict) -> list[tuple[str, ...]]:
+    rows = []
+    for lane, t in v.lanes.items():
+        per_1k = t.accuracy_per_1k_tokens
+        rows.append((LANE_TITLES.get(lane, lane), _pct(t.accuracy), f"{t.passed}/{t.graded}", f"{t.tokens:,}",
+                     "–" if per_1k is None else f"{per_1k:.2f}"))
+    return rows
+
+
+def _verdict_table(v: Verdict) -> list[str]:
+    head = ("lane", "accuracy", "passed", "tokens", "correct per 1k tokens")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in _verdict_rows(v)]
+    if v.budget_curve:
+        lines += ["", "Thinking budget sweep (reasoning lane):", "", "| budget | accuracy | mean tokens |",
+                  "|---|---|---|"]
+        lines += [f"| {p.label} | {_pct(p.accuracy)} | {p.mean_tokens:,.0f} |" for p in v.budget_curve]
+    return lines
 
 
 # --- HTML --------------------------------------------------------------------------------------
@@ -350,10 +403,18 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _lane_html(lane: str, r: RunInfo) -> str:
+def _grade_html(g) -> str:
+    seen = f" · read <code>{_esc(g.extracted[:80])}</code>" if g.extracted is not None else ""
+    return (f'<p class="grade grade-{_esc(g.status)}" title="{_esc(g.detail[:300])}">'
+            f"{GRADE_ICONS.get(g.status, '')} {_esc(g.status)}{seen}</p>")
+
+
+def _lane_html(lane: str, r: RunInfo, cell: CellFull | None = None) -> str:
     parts = [f'<article class="lane lane-{_esc(lane)}"><h3>{_esc(LANE_TITLES.get(lane, lane))} '
              f'<span class="status status-{_esc(r.status)}">{STATUS_ICONS.get(r.status, "")} {_esc(r.status)}</span>'
              "</h3>"]
+    if cell is not None and cell.expected and cell.grader:
+        parts.append(_grade_html(lane_grade(cell, r)))
     if line := _metrics_line(r.metrics):
         parts.append(f'<p class="metrics">{_esc(line)}</p>')
     if r.error:
@@ -365,8 +426,8 @@ def _lane_html(lane: str, r: RunInfo) -> str:
     return "".join(parts)
 
 
-def _lanes_html(e: Execution) -> str:
-    return '<div class="lanes">' + "".join(_lane_html(lane, r) for lane, r in e.runs.items()) + "</div>"
+def _lanes_html(e: Execution, cell: CellFull | None = None) -> str:
+    return '<div class="lanes">' + "".join(_lane_html(lane, r, cell) for lane, r in e.runs.items()) + "</div>"
 
 
 def _series(e: Execution) -> list[charts.LaneSeries]:
@@ -423,10 +484,14 @@ def _render_body(session: SessionFull) -> tuple[str, dict[str, str]]:
                          f"{_esc(c.system_prompt)}</pre></div>")
         parts.append(f'<div class="field"><div class="label">Prompt</div><pre class="text">{_esc(c.prompt)}</pre>'
                      "</div>")
+        if c.expected:
+            kind = (c.grader or {}).get("kind", "exact")
+            parts.append(f'<div class="field"><div class="label">Expected ({_esc(str(kind))} grader)</div>'
+                         f'<pre class="text">{_esc(c.expected)}</pre></div>')
         if c.latest is None:
             parts.append('<p class="not-run">Not run yet.</p>')
         else:
-            parts.append(_lanes_html(c.latest))
+            parts.append(_lanes_html(c.latest, c))
             series = _series(c.latest)
             parts.append('<div class="charts">')
             for name, make in (("tokens", charts.tokens_over_time), ("itl", charts.inter_token_latency),
@@ -437,7 +502,7 @@ def _render_body(session: SessionFull) -> tuple[str, dict[str, str]]:
             earlier = c.executions[:-1]
             if earlier:
                 parts.append(f'<details class="earlier"><summary>{len(earlier)} earlier run(s)</summary>'
-                             + "".join(f"<h4>Run {e.number}</h4>{_lanes_html(e)}" for e in reversed(earlier))
+                             + "".join(f"<h4>Run {e.number}</h4>{_lanes_html(e, c)}" for e in reversed(earlier))
                              + "</details>")
             runs = c.latest.runs
             summaries.append(charts.CellSummary(f"Cell {i}", _lane_numbers(runs.get("standard")),
@@ -450,7 +515,26 @@ def _render_body(session: SessionFull) -> tuple[str, dict[str, str]]:
     figs["chart-summary"] = pio.to_json(charts.session_summary(summaries), validate=False)
     summary = (f'<section class="summary"><h2>Session summary</h2><p>{_esc(headline)}</p>'
                '<div class="chart chart-wide" id="chart-summary"></div></section>')
-    return summary + "".join(cells_html), figs
+    return _verdict_html(session, figs) + summary + "".join(cells_html), figs
+
+
+def _verdict_html(session: SessionFull, figs: dict[str, str]) -> str:
+    """The "did reasoning pay?" section: headline, numbers per lane, three charts; "" when no cell
+    is graded and no sweep was run."""
+    v = session_verdict(session)
+    if not v.compared and not v.budget_curve:
+        return ""
+    head = "".join(f"<th>{h}</th>" for h in ("lane", "accuracy", "passed", "tokens", "correct per 1k tokens"))
+    body = "".join("<tr>" + "".join(f"<td>{_esc(x)}</td>" for x in row) + "</tr>" for row in _verdict_rows(v))
+    figs["chart-verdict-scatter"] = pio.to_json(charts.verdict_scatter(v.cells), validate=False)
+    figs["chart-verdict-accuracy"] = pio.to_json(charts.accuracy_bars(v.lanes), validate=False)
+    figs["chart-verdict-budget"] = pio.to_json(
+        charts.budget_curve(v.budget_curve, v.lanes["standard"].accuracy), validate=False)
+    return (f'<section class="summary verdict"><h2>Did reasoning pay?</h2><p>{_esc(v.headline())}</p>'
+            f'<table class="verdict-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            '<div class="charts"><div class="chart" id="chart-verdict-scatter"></div>'
+            '<div class="chart" id="chart-verdict-accuracy"></div>'
+            '<div class="chart" id="chart-verdict-budget"></div></div></section>')
 
 
 def _charts_json(figs: dict[str, str]) -> str:

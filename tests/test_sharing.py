@@ -447,3 +447,53 @@ def test_hostile_session_in_chromium(live, alice, browser, tmp_path):
         assert_not_pwned(page, requests, console, lambda u: u == path.as_uri() or u.startswith("data:"))
     finally:
         context.close()
+
+
+# --- "did reasoning pay?" in exports and on the share page -----------------------------------------
+def graded_session(store, owner="grader"):
+    s = store.create_session(owner, "Graded")
+    right = store.add_cell(owner, s.id, prompt="2+2?", expected="4", grader={"kind": "numeric", "tolerance": 0})
+    add_run(store, owner, right.id, answer="It is 4.")
+    hostile = store.add_cell(owner, s.id, prompt="tag?", expected="<.*>", grader={"kind": "regex"})
+    add_run(store, owner, hostile.id, answer="<script>window.__pwned=1</script>")
+    return s.id
+
+
+def test_exports_carry_expected_graders_grades_and_the_verdict(tmp_path):
+    with open_store(tmp_path / "g.db") as store:
+        sid = graded_session(store)
+        session = store.get_session("grader", sid)
+        doc = sharing.export_document(session)
+        cell = doc["session"]["cells"][0]
+        assert (cell["expected"], cell["grader"]) == ("4", {"kind": "numeric", "tolerance": 0})
+        v = doc["session"]["verdict"]
+        assert v["cells_compared"] == 2 and v["lanes"]["standard"]["passed"] == 2 and v["gain"] == 0
+        back = sharing.parse_import(json.dumps(doc))
+        assert [(c.expected, c.grader) for c in back.cells] == [(c.expected, c.grader) for c in session.cells]
+        # A file from before grading existed (no expected, grader, grade or verdict) still imports.
+        for c in doc["session"]["cells"]:
+            del c["expected"], c["grader"]
+            for e in c["executions"]:
+                for r in e["runs"].values():
+                    del r["grade"]
+        del doc["session"]["verdict"]
+        old = sharing.parse_import(json.dumps(doc))
+        assert all(c.expected is None and c.grader is None for c in old.cells)
+        # A bad grader in a file is refused by the store with the reason.
+        doc["session"]["cells"][0]["expected"], doc["session"]["cells"][0]["grader"] = "4", {"kind": "fuzzy"}
+        with pytest.raises(InvalidInput, match="grader"):
+            store.import_sessions("grader", [sharing.parse_import(json.dumps(doc))])
+        md = sharing.export_markdown(session)
+        assert "## Did reasoning pay?" in md and "Grade: ✅ pass (read '4')" in md and "| Standard | 100% |" in md
+
+
+def test_the_share_page_shows_the_verdict_and_escapes_what_graders_read(tmp_path):
+    with open_store(tmp_path / "g.db") as store:
+        session = store.get_session("grader", graded_session(store))
+        page = sharing.standalone_html(session)
+        assert "Did reasoning pay?" in page and 'id="chart-verdict-scatter"' in page
+        assert 'class="grade grade-pass"' in page and "Expected (numeric grader)" in page
+        assert "<script>window.__pwned" not in page
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page  # the regex grader's read, escaped
+        charts_json = re.search(r'<script type="application/json" id="share-charts">(.*?)</script>', page, re.S)
+        assert charts_json and "chart-verdict-budget" in json.loads(charts_json.group(1))

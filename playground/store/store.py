@@ -333,7 +333,9 @@ class SessionStore:
         if grade is not None and not isinstance(grade, dict):
             raise InvalidInput("A grade must be a dict (Grade.to_dict()) or None.")
         with self._write() as s:
-            return s.execute(update(runs_t).where(runs_t.c.id == run_id).values(grade=grade)).rowcount == 1
+            # updated_at moves too: pages cached by it (the share page) must show the new grade.
+            return s.execute(update(runs_t).where(runs_t.c.id == run_id)
+                             .values(grade=grade, updated_at=utcnow())).rowcount == 1
 
     def mark_interrupted(self) -> int:
         """At start-up: every run left "running" by a dead process becomes "interrupted", keeping the

@@ -184,3 +184,32 @@ def test_a_sweep_stores_one_execution_per_budget_and_draws_the_curve(pg, store):
     assert [p.label for p in v.budget_curve] == ["0", "4", "unlimited"] and v.cells == ()
     again = list(run_jobs(pg, store, "me", _plan(pg, store, sid, budgets=budgets)))
     assert again[-1].skipped == 3
+
+
+# --- the page's pieces ---------------------------------------------------------------------------
+def test_batch_panel_and_verdict_build_and_escape_model_output(tmp_path):
+    import gradio as gr
+
+    from playground.batch import BatchProgress, RowError
+    from playground.graders import Grade
+    from playground.ui.batch import import_report, progress_md, render_batch_panel, render_verdict
+    from playground.ui.cells import grade_md, grader_spec
+
+    with open_store(tmp_path / "ui.db") as store:
+        sid = store.create_session("me", "ui").id
+        store.add_cell("me", sid, prompt="2+2?", expected="4", grader={"kind": "numeric"})
+        with gr.Blocks():
+            s, t = gr.State(sid), gr.State(0)
+            render_verdict(store.get_session("me", sid))
+            render_batch_panel(Playground(Settings()), store, b"k" * 32, s, t)
+    badge = grade_md(Grade("fail", "<img src=x onerror=alert(1)>", "<b>why</b>"))
+    assert "<img" not in badge and "&lt;img src=x" in badge and "&lt;b&gt;" in badge
+    assert "**fail**" in badge and grade_md(None) == ""
+    assert grader_spec("numeric", "", "1,000") == {"kind": "numeric", "tolerance": 1e-6}
+    assert grader_spec("exact", None, "  ") is None
+    with pytest.raises(InvalidInput, match="regular expression"):
+        grader_spec("regex", None, "(")
+    report = import_report([object()], [RowError(3, "<script>bad</script>")])
+    assert "Imported **1**" in report and "row 3: &lt;script&gt;" in report
+    md = progress_md(BatchProgress(10, 4, 2, 300, 12.0, 18.0, "cell 4 done"))
+    assert "**4/10**" in md and "2 skipped" in md and "18 s left" in md

@@ -21,6 +21,7 @@ from ..notebook import Notebook
 from ..service import Playground, explain, plan_markdown
 from ..sharing import is_share_token, new_share_token, parse_import, render_export
 from .api import register_api
+from .batch import render_batch_panel, render_verdict
 from .cells import render_cell
 from .common import owner_of
 from .views import EXAMPLES
@@ -123,10 +124,12 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                         fig, text = summary_of(session)
                         gr.Markdown(text, elem_id="summary-text")
                         gr.Plot(fig, elem_id="summary-plot")
+                    render_verdict(session)
 
                 with gr.Row():
                     add_prompt_btn = gr.Button("+ Prompt cell", size="sm", elem_id="add-prompt")
                     add_note_btn = gr.Button("+ Note cell", size="sm", elem_id="add-note")
+                render_batch_panel(pg, store, secret, sid, tick)
         footer = gr.Markdown(pg.footer(), elem_id="footer")
 
         # --- sessions -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ figure per update costs far more than a growing string.
 
 from __future__ import annotations
 
+import html
 import time
 
 import gradio as gr
@@ -15,6 +16,7 @@ import gradio as gr
 from ..charts import LaneSeries
 from ..engine import LaneSettings
 from ..errors import InvalidInput
+from ..graders import DEFAULT_TOLERANCE, GRADER_KINDS, Grade, check_grader
 from ..service import explain
 from .common import owner_of, run_key
 from .views import (
@@ -92,6 +94,42 @@ def execution_view(cell, number_: int | None):
              for lane in ("standard", "reasoning")}
     series = [series_from_run(ex.runs[lane]) for lane in ("standard", "reasoning") if ex and lane in ex.runs]
     return shown, series
+
+
+GRADE_ICONS = {"pass": "✅", "fail": "❌", "ungraded": "➖", "error": "⚠️"}
+
+
+def grade_md(g: Grade | None) -> str:
+    """A lane's grade badge: status and what the grader read from the answer (model output: escaped)."""
+    if g is None:
+        return ""
+    seen = f" · read <code>{html.escape(g.extracted[:120])}</code>" if g.extracted is not None else ""
+    why = f" · {html.escape(g.detail[:160], quote=False)}" if g.status in ("fail", "error", "ungraded") else ""
+    return f"{GRADE_ICONS.get(g.status, '')} **{g.status}**{seen}{why}"
+
+
+def execution_grades(cell, number_: int | None) -> tuple[str, str]:
+    """The two lanes' grade badges of one stored execution (the latest when None)."""
+    from ..verdict import has_grader, lane_grade
+
+    if not has_grader(cell) or not cell.executions:
+        return "", ""
+    ex = cell.executions[-1] if number_ is None else next(
+        (e for e in cell.executions if e.number == number_), cell.executions[-1])
+    return tuple(grade_md(lane_grade(cell, ex.runs[lane]) if lane in ex.runs else None)
+                 for lane in ("standard", "reasoning"))
+
+
+def grader_spec(kind: str | None, tolerance, expected: str | None) -> dict | None:
+    """The grader a cell's form describes, validated (InvalidInput says what to fix)."""
+    if not (expected or "").strip():
+        return None
+    spec: dict = {"kind": kind or "exact"}
+    if spec["kind"] == "numeric":
+        spec["tolerance"] = number("tolerance", tolerance, integer=False, optional=True)
+        if spec["tolerance"] is None:
+            spec["tolerance"] = DEFAULT_TOLERANCE
+    return check_grader(spec, expected)
 
 
 def lane_outputs(shown: dict[str, LaneShown]):
@@ -173,16 +211,29 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
                             for f in SETTING_FIELDS]
                 r_budget = gr.Number(rv.get("thinking_budget"), label="thinking budget (empty = unlimited)",
                                      key=f"r-budget-{k}", interactive=True, min_width=90)
+        grader0 = cell.grader or {}
+        with gr.Accordion("Expected answer and grader", open=bool(cell.expected), elem_classes="grading"):
+            with gr.Row():
+                expected = gr.Textbox(cell.expected or "", lines=1, label="Expected answer (a pattern for regex, "
+                                      "a test for python)", key=f"exp-{k}", interactive=True, scale=3)
+                grader_kind = gr.Dropdown(list(GRADER_KINDS), value=grader0.get("kind", "exact"), label="Grader",
+                                          key=f"grader-{k}", interactive=True, min_width=110, scale=1)
+                tolerance = gr.Number(grader0.get("tolerance", DEFAULT_TOLERANCE), label="tolerance (numeric)",
+                                      key=f"tol-{k}", interactive=True, min_width=90, scale=1)
+            grading_note = gr.Markdown("", elem_classes="grading-note")
         with gr.Row():
             run_btn = gr.Button("Run", variant="primary", size="sm", scale=0, min_width=90, elem_classes="run-btn")
             stop_btn = gr.Button("Stop", variant="stop", size="sm", scale=0, min_width=90, elem_classes="stop-btn")
         s_status_v, s_answer_v, r_status_v, r_trace_v, r_answer_v = lane_outputs(shown)
+        s_grade_v, r_grade_v = execution_grades(cell, None)
         with gr.Row(equal_height=False):
             with gr.Column(elem_classes="lane lane-standard"):
                 s_status = gr.Markdown(s_status_v, elem_classes="lane-status")
+                s_grade = gr.Markdown(s_grade_v, elem_classes="lane-grade")
                 s_answer = gr.Markdown(s_answer_v, elem_classes="lane-answer")
             with gr.Column(elem_classes="lane lane-reasoning"):
                 r_status = gr.Markdown(r_status_v, elem_classes="lane-status")
+                r_grade = gr.Markdown(r_grade_v, elem_classes="lane-grade")
                 with gr.Accordion("Reasoning trace", open=not shown["reasoning"].answer,
                                   elem_classes="reasoning-acc") as r_acc:
                     r_trace = gr.HTML(r_trace_v, elem_classes="reasoning-trace")
@@ -201,6 +252,17 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
             store.update_cell(owner_of(request, secret), k, **{field: value})
         return save
 
+    def save_grading(expected_v, kind_v, tol_v, request: gr.Request):
+        try:
+            spec = grader_spec(kind_v, tol_v, expected_v)
+        except InvalidInput as exc:
+            return f"⚠️ {html.escape(str(exc), quote=False)}"  # half-typed: say what to fix, keep the old one
+        store.update_cell(owner_of(request, secret), k, expected=(expected_v or None) if spec else None, grader=spec)
+        return "" if spec else "No expected answer: this cell is not graded."
+
+    gr.on([expected.input, grader_kind.input, tolerance.input], save_grading, [expected, grader_kind, tolerance],
+          grading_note, trigger_mode="always_last", concurrency_limit=None, api_visibility="private",
+          show_progress="hidden")
     prompt.input(save_text("prompt"), prompt, None, trigger_mode="always_last", concurrency_limit=None,
                  api_visibility="private", show_progress="hidden")
     system.input(save_text("system_prompt"), system, None, trigger_mode="always_last", concurrency_limit=None,
@@ -248,9 +310,10 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
             return (gr.skip(),) * len(outputs)
         shown_v, series_v = execution_view(fresh, n)
         return (*lane_outputs(shown_v), gr.Accordion(open=not shown_v["reasoning"].answer), *figures(series_v, k),
-                gr.skip())
+                gr.skip(), *execution_grades(fresh, n))
 
-    version.input(show_version, version, outputs, concurrency_limit=None, api_visibility="private")
+    version.input(show_version, version, [*outputs, s_grade, r_grade], concurrency_limit=None,
+                  api_visibility="private")
 
 
 def _find_cell(store, owner, session_id, cell_id):

@@ -1,0 +1,147 @@
+"""The "Did reasoning pay?" panel: import a file of prompts, run every cell (progress, stop, resume),
+sweep thinking budgets, and the session's verdict (numbers and three charts).
+
+Handlers are thin: parsing, running and judging live in playground.batch and playground.verdict.
+A batch run holds the model like a cell run (concurrency_id "gpu"); its progress reaches the page
+after every finished cell, and the Stop button sets the batch's stop event, which ends the current
+generate within a decode step (a closed tab does the same through the generator's close).
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+
+import gradio as gr
+
+from ..batch import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BUDGETS,
+    check_budgets,
+    import_rows,
+    parse_batch_file,
+    plan_jobs,
+    run_jobs,
+)
+from ..charts import accuracy_bars, budget_curve, verdict_scatter
+from ..errors import InvalidInput
+from ..service import explain
+from ..verdict import session_verdict
+from .common import owner_of
+
+MAX_ERRORS_SHOWN = 20  # bad rows listed on the page; the rest are counted
+BUDGETS_TEXT = ", ".join("unlimited" if b is None else str(b) for b in DEFAULT_BUDGETS)
+
+
+def _stop_key(request: gr.Request, session_id: str) -> str:
+    return f"{getattr(request, 'session_hash', '') or ''}:{session_id}"
+
+
+def progress_md(p) -> str:
+    eta = f" · about {p.eta_s:,.0f} s left" if p.eta_s is not None and not p.finished else ""
+    skipped = f" ({p.skipped} skipped: already run with these settings)" if p.skipped else ""
+    return (f"**{p.done}/{p.total}** cell runs{skipped} · {p.tokens:,} tokens · {p.elapsed_s:,.1f} s{eta}"
+            f" · {html.escape(p.message, quote=False)}")
+
+
+def import_report(rows, errors) -> str:
+    lines = [f"Imported **{len(rows)}** cell(s)."]
+    if errors:
+        lines.append(f"**{len(errors)}** row(s) not imported:")
+        lines += [f"- {html.escape(str(e), quote=False)}" for e in errors[:MAX_ERRORS_SHOWN]]
+        if len(errors) > MAX_ERRORS_SHOWN:
+            lines.append(f"- … and {len(errors) - MAX_ERRORS_SHOWN} more")
+    return "\n".join(lines)
+
+
+def render_verdict(session) -> None:
+    """The verdict of the open session, drawn inside the page's @gr.render from stored grades."""
+    v = session_verdict(session)
+    with gr.Accordion("Did reasoning pay?", open=bool(v.compared or v.budget_curve), elem_id="verdict"):
+        rows = "\n".join(
+            f"| {lane} | {'–' if t.accuracy is None else f'{t.accuracy:.0%}'} | {t.passed}/{t.graded} | {t.tokens:,} | "
+            f"{'–' if t.accuracy_per_1k_tokens is None else f'{t.accuracy_per_1k_tokens:.2f}'} |"
+            for lane, t in v.lanes.items())
+        gr.Markdown(f"{v.headline()}\n\n| lane | accuracy | passed | tokens | correct per 1k tokens |\n"
+                    f"|---|---|---|---|---|\n{rows}", elem_id="verdict-text")
+        with gr.Row():
+            gr.Plot(verdict_scatter(v.cells), elem_id="verdict-scatter")
+            gr.Plot(accuracy_bars(v.lanes), elem_id="verdict-accuracy")
+            gr.Plot(budget_curve(v.budget_curve, v.lanes["standard"].accuracy), elem_id="verdict-budget")
+
+
+def render_batch_panel(pg, store, secret, sid, tick) -> None:
+    """Import, Run all, Stop and Sweep for the open session; bumps `tick` so the cells re-render."""
+    stops: dict[str, threading.Event] = {}
+    with gr.Accordion("Batch: import prompts, run all, sweep budgets", open=False, elem_id="batch-panel"):
+        gr.Markdown("A JSONL or CSV file, one prompt per row, with optional `system`, `expected` and `grader` "
+                    "(exact, numeric, regex, choice, python; `tolerance` for numeric). Try "
+                    "`samples/arithmetic-word-logic.jsonl`.")
+        with gr.Row():
+            batch_file = gr.File(label="Import prompts (.jsonl, .csv)", file_types=[".jsonl", ".csv", ".json"],
+                                 type="binary", elem_id="batch-file")
+            with gr.Column():
+                batch_size = gr.Slider(1, 8, value=DEFAULT_BATCH_SIZE, step=1, label="cells per generate")
+                budgets_box = gr.Textbox(BUDGETS_TEXT, label="Thinking budgets for a sweep")
+        with gr.Row():
+            run_all_btn = gr.Button("Run all cells", variant="primary", size="sm", elem_id="run-all")
+            sweep_btn = gr.Button("Sweep budgets (all cells)", size="sm", elem_id="sweep")
+            stop_btn = gr.Button("Stop", variant="stop", size="sm", elem_id="batch-stop")
+        batch_md = gr.Markdown(elem_id="batch-progress")
+
+    def do_import(data, session_id, t, request: gr.Request):
+        if data is None:
+            return gr.skip(), gr.skip()
+        try:
+            rows, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars)
+            import_rows(store, owner_of(request, secret), session_id, rows)
+        except Exception as exc:
+            raise gr.Error(explain(exc)) from None
+        return import_report(rows, errors), t + 1
+
+    batch_file.upload(do_import, [batch_file, sid, tick], [batch_md, tick], concurrency_limit=None,
+                      api_visibility="private")
+
+    def runner(sweep: bool):
+        def go(session_id, size, budgets_text, request: gr.Request):
+            owner = owner_of(request, secret)
+            stop = threading.Event()
+            key = _stop_key(request, session_id)
+            stops[key] = stop
+            try:
+                budgets = check_budgets([b for b in (budgets_text or "").split(",")]) if sweep else None
+                jobs = plan_jobs(store.get_session(owner, session_id), pg.require_engine(), pg.recommended(),
+                                 pg.settings.max_new_tokens, budgets=budgets)
+                if not jobs:
+                    raise InvalidInput("No prompt cells to run: add cells or import a file first.")
+                steps = run_jobs(pg, store, owner, jobs, batch_size=int(size), stop=stop, run_code=_run_code(pg))
+                try:
+                    for p in steps:
+                        yield progress_md(p)
+                finally:
+                    steps.close()  # a cancelled event or closed tab stops the generate now, not at GC
+            except Exception as exc:
+                raise gr.Error(explain(exc)) from None
+            finally:
+                stops.pop(key, None)
+        return go
+
+    for btn, sweep in ((run_all_btn, False), (sweep_btn, True)):
+        btn.click(runner(sweep), [sid, batch_size, budgets_box], batch_md, concurrency_id="gpu",
+                  api_visibility="private").then(lambda t: t + 1, tick, tick, concurrency_limit=None,
+                                                 api_visibility="private")
+
+    def stop(session_id, request: gr.Request):
+        event = stops.get(_stop_key(request, session_id))
+        if event is not None:
+            event.set()
+
+    stop_btn.click(stop, sid, None, concurrency_limit=None, api_visibility="private")
+
+
+def _run_code(pg):
+    if not pg.settings.code_grading_on:
+        return None
+    from ..sandbox import run_code_test
+
+    return run_code_test

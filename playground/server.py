@@ -17,6 +17,12 @@ from .service import Playground
 
 log = logging.getLogger(__name__)
 
+# The page shows untrusted text (model output, prompts of imported or forked sessions): whatever
+# might slip past the Markdown sanitizer still cannot make a visitor's browser load an image or
+# media from another host (a tracking pixel, or a URL carrying the page's text out). Share pages
+# set their own, stricter policy.
+APP_CSP = "img-src 'self' data: blob:; media-src 'self' data: blob:"
+
 
 def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     import gradio as gr
@@ -40,6 +46,7 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
                 and request.url.path in ("/", ""):
             response.set_cookie(COOKIE_NAME, sign(new_owner_id(), secret), max_age=COOKIE_MAX_AGE_S,
                                 httponly=True, samesite="lax")
+        response.headers.setdefault("content-security-policy", APP_CSP)
         return response
 
     @api.get("/healthz")

@@ -7,6 +7,7 @@ HTML, and <think> tags never reach gr.Markdown (which would silently drop them).
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 
 from ..charts import LaneSeries, inter_token_latency, token_split, tokens_over_time
@@ -43,7 +44,7 @@ def status_line(lane: str, shown: LaneShown) -> str:
     if shown.metrics:
         line += " · " + html.escape(format_metrics(LaneMetrics(**shown.metrics)), quote=False)
     if shown.error:
-        line += f"\n\n⚠️ {html.escape(shown.error, quote=False)}"
+        line += f"\n\n⚠️ {inert_md(shown.error)}"
     return line
 
 
@@ -54,12 +55,32 @@ def reasoning_html(text: str) -> str:
     return f"<pre class='trace'>{html.escape(text)}</pre>"
 
 
+# Fenced code blocks and inline code spans, which the Markdown renderer already shows as text. Only
+# display depends on finding them exactly: gr.Markdown's sanitizer and the page's CSP (server.py) stay
+# the guards when this regex and the renderer disagree.
+_CODE = re.compile(r"^ {0,3}(?P<fence>(?P<fc>[`~])(?P=fc){2,})[^\n`]*\n.*?(?:^ {0,3}(?P=fence)(?P=fc)*[ \t]*$|\Z)"
+                   r"|(?<![\\`])(?P<ticks>`+)(?!`).+?(?<!`)(?P=ticks)(?!`)", re.S | re.M)
+
+
+def inert_md(text: str) -> str:
+    """Untrusted text (model output) as Markdown whose HTML shows as text: outside code, "<" becomes
+    an entity (so <script>, <img onerror> and think tags read as written instead of being dropped by
+    the sanitizer) and "![" is escaped (an image would make the browser call the image's host)."""
+    out, pos = [], 0
+    for m in _CODE.finditer(text):
+        out += [_inert(text[pos:m.start()]), m.group(0)]
+        pos = m.end()
+    out.append(_inert(text[pos:]))
+    return "".join(out)
+
+
+def _inert(text: str) -> str:
+    return text.replace("<", "&lt;").replace("![", "!\\[")
+
+
 def answer_md(text: str) -> str:
-    """Answers render as Markdown (gr.Markdown sanitizes HTML); stray think tags are escaped so the
-    Markdown renderer cannot swallow them."""
-    for tag in ("<think>", "</think>", "<thinking>", "</thinking>", "<reasoning>", "</reasoning>"):
-        text = text.replace(tag, html.escape(tag))
-    return text
+    """Answers render as Markdown, with any HTML in them shown as text (inert_md)."""
+    return inert_md(text)
 
 
 def shown_from_run(run) -> LaneShown:

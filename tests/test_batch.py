@@ -213,3 +213,23 @@ def test_batch_panel_and_verdict_build_and_escape_model_output(tmp_path):
     assert "Imported **1**" in report and "row 3: &lt;script&gt;" in report
     md = progress_md(BatchProgress(10, 4, 2, 300, 12.0, 18.0, "cell 4 done"))
     assert "**4/10**" in md and "2 skipped" in md and "18 s left" in md
+
+
+def test_a_notebook_run_grades_its_lanes_and_caches_the_grade(pg, store):
+    from playground.engine import LaneSettings
+    from playground.notebook import Notebook
+    from playground.verdict import lane_grade
+
+    sid = store.create_session("me", "nb").id
+    cell = store.add_cell("me", sid, prompt="Say the word blue.", expected=r"(?s).*", grader={"kind": "regex"})
+    lanes = {"standard": LaneSettings(max_new_tokens=6), "reasoning": LaneSettings(max_new_tokens=6)}
+    for _ in Notebook(pg, store).run_cell("me", cell.id, "k", "Say the word blue.", None, lanes):
+        pass
+    c = store.get_session("me", sid).cells[0]
+    for lane, run in c.latest.runs.items():
+        assert run.grade is not None and run.grade["key"], lane
+        assert lane_grade(c, run).to_dict() == {k: run.grade[k] for k in ("status", "extracted", "detail")}
+    # Changing the expected answer makes the cached grade stale: it is graded again from the answer.
+    store.update_cell("me", cell.id, expected="zzz-never")
+    c = store.get_session("me", sid).cells[0]
+    assert all(lane_grade(c, r).status == "fail" for r in c.latest.runs.values())

@@ -124,6 +124,7 @@ def test_connection_test_lists_the_servers_models(served):
     pg = Playground(Settings(remote_url=served["url"], remote_model=served["plain"]))
     pg.use_remote()
     assert pg.remote.switch == "system_prompt"  # auto, for a model of no known family
+    assert "network time" in pg.footer() and pg.recommended()[1].max_new_tokens > 0
     run = pg.start_run("k", PROMPT, None, lanes(std=4, rsn=4))
     assert {r.status for r in run.collect().values()} == {"done"}
     assert served["plain"] in pg.test_remote()
@@ -158,7 +159,7 @@ def test_paired_run_streams_both_lanes_at_once_with_reasoning_as_think_text(serv
 
 def test_reasoning_in_the_servers_reasoning_content_field(served):
     backend = RemoteBackend(RemoteConfig(served["url"], model=served["split"], switch="template_kwargs"))
-    run = backend.start(PROMPT, None, lanes())
+    run = backend.start(PROMPT, None, lanes(std=8, rsn=32))
     rsn = run.collect()["reasoning"]
     assert rsn.status == "done" and rsn.reasoning.strip()
     assert rsn.token_kinds[0] == "reasoning"
@@ -183,52 +184,47 @@ def test_stop_ends_both_lanes_at_once_and_keeps_the_partial_text(served):
     assert sum(len(r.text) for r in run.results.values()) > 0
 
 
-def test_a_notebook_cell_runs_remotely_is_stored_and_the_key_never_leaks(served, tmp_path, caplog):
-    import logging
+def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path):
+    """The real app started against the endpoint (no local model loaded), driven by gradio_client."""
+    from gradio_client import Client
 
-    from playground.notebook import Notebook
+    from bench.common import ServerProcess
+
+    srv = ServerProcess(tmp_path, env={"PLAYGROUND_REMOTE_URL": served["url"],
+                                       "PLAYGROUND_REMOTE_MODEL": served["think"],
+                                       "PLAYGROUND_REMOTE_SWITCH": "template_kwargs",
+                                       "PLAYGROUND_REMOTE_API_KEY": SECRET, "PLAYGROUND_LOG_LEVEL": "DEBUG"})
+    try:
+        srv.wait_ready()
+        assert httpx.get(srv.url + "/healthz").json()["backend"] == "remote"
+        client = Client(srv.url, verbose=False)
+        session = client.predict("remote", api_name="/new_session")
+        cell = client.predict(session["id"], PROMPT, "", api_name="/add_cell")
+        last = client.submit(cell["id"], PROMPT, "", {"max_new_tokens": 32}, {"max_new_tokens": 48},
+                             api_name="/run_cell").result()
+        assert last["standard"]["status"] == last["reasoning"]["status"] == "done"
+        stored = client.predict(session["id"], api_name="/get_session")["cells"][0]["latest"]
+        assert stored["reasoning"]["reasoning"].strip() and stored["standard"]["answer"].strip()
+        assert all(stored[lane]["status"] == "done" and stored[lane]["tokens"] > 0 for lane in stored)
+    finally:
+        srv.stop()
+    # The key: nowhere in the server's log (at DEBUG), the database, its records, exports or share pages.
+    assert SECRET not in srv.log_path.read_text()
+    for f in tmp_path.glob("playground.db*"):
+        assert SECRET.encode() not in f.read_bytes()
     from playground.sharing import render_export, share_page
     from playground.store import open_store
 
-    caplog.set_level(logging.DEBUG)
-    os.environ["PLAYGROUND_REMOTE_API_KEY"] = SECRET  # as an operator sets it; Settings reads it
-    try:
-        settings = Settings(remote_url=served["url"], remote_model=served["think"],
-                            remote_switch="template_kwargs", home=tmp_path)
-    finally:
-        del os.environ["PLAYGROUND_REMOTE_API_KEY"]
-    assert settings.remote_api_key.get_secret_value() == SECRET
-    pg = Playground(settings)
-    pg.use_remote()
-    assert "network time" in pg.footer() and SECRET not in pg.footer()
-    assert pg.recommended()[0].max_new_tokens > 0
-    db = tmp_path / "pg.db"
-    store = open_store(db)
-    nb = Notebook(pg, store)
-    session = store.create_session("me", "remote")
-    cell = store.add_cell("me", session.id, prompt=PROMPT)
-    views = run = None
-    for views, run in nb.run_cell("me", cell.id, "k", PROMPT, None, lanes()):  # noqa: B007 (the last ones)
-        pass
-    assert {v.status for v in views.values()} == {"done"}
-    full = store.get_session("me", session.id)
-    stored = full.cells[0].latest.runs
-    assert stored["reasoning"].reasoning_text.strip() and stored["standard"].answer_text.strip()
-    for r in stored.values():
-        assert r.status == "done" and r.generated_tokens > 0 and r.metrics["ttft_s"] > 0
+    with open_store(tmp_path / "playground.db") as store:
+        full = store.get_session(store.owner_of_session(session["id"]), session["id"])
+    runs = full.cells[0].latest.runs
+    for r in runs.values():
         assert r.record["backend"] == "remote" and r.record["model_id"] == served["think"]
-    # The key: nowhere in the database file, any export, the share page, the logs or the run's record.
-    store.close()
-    assert SECRET.encode() not in db.read_bytes()
-    wal = db.with_name(db.name + "-wal")
-    assert not wal.exists() or SECRET.encode() not in wal.read_bytes()
-    store = open_store(db)
-    full = store.get_session("me", session.id)
+        assert "network time" in r.record["timing"] and r.metrics["ttft_s"] > 0
+        assert SECRET not in json.dumps(r.record)
     for fmt in ("json", "md", "html"):
         assert SECRET not in render_export(full, fmt)[0]
     assert SECRET not in share_page(full, "nonce")
-    assert SECRET not in json.dumps(run.record) and SECRET not in caplog.text
-    store.close()
 
 
 # --- injected errors ---------------------------------------------------------------------------------------

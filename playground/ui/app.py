@@ -18,6 +18,8 @@ from ..config import QUANTIZATIONS
 from ..errors import InvalidInput
 from ..metrics import LaneMetrics
 from ..notebook import Notebook
+from ..remote import MAX_TIMEOUT_S as REMOTE_MAX_TIMEOUT_S
+from ..remote import SWITCHES
 from ..service import Playground, explain, plan_markdown
 from ..sharing import is_share_token, new_share_token, parse_import, render_export
 from .api import register_api
@@ -31,6 +33,9 @@ CSS = """
 .trace { white-space: pre-wrap; font-size: 0.9em; max-height: 420px; overflow-y: auto; margin: 0; }
 .lane-answer { min-height: 2em; }
 """
+
+LOCAL, REMOTE = "Local model", "Remote endpoint"
+REMOTE_MODELS_SHOWN = 20  # a hosted endpoint can list hundreds: the first ones, and how many more
 
 CTRL_ENTER_JS = """() => { document.addEventListener('keydown', (e) => {
   if (e.key !== 'Enter' || !(e.ctrlKey || e.metaKey)) return;
@@ -72,16 +77,40 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
         gr.Markdown("# Reasoning playground\nEvery cell runs twice, side by side, in one batched pass: "
                     "**standard** (reasoning off) and **reasoning** (reasoning on).")
         with gr.Accordion("Model", open=False, elem_id="model-panel"):
-            with gr.Row():
-                model_box = gr.Dropdown(preset_choices, value=pg.settings.model, allow_custom_value=True,
-                                        label="Preset, Hugging Face id or local folder")
-                quant_box = gr.Radio(list(QUANTIZATIONS), value=pg.settings.quant, label="Quantization")
-                hw_box = gr.Textbox(label="Hardware to plan for", placeholder="detected; or 2×H200, 4×A100-80GB")
-            with gr.Row():
-                plan_btn = gr.Button("Memory plan")
-                load_btn = gr.Button("Load", variant="primary")
-            plan_md = gr.Markdown()
-            placement_md = gr.Markdown(pg.loaded.placement.to_markdown() if pg.loaded else "No model loaded.")
+            remote_on = pg.remote is not None
+            where_radio = gr.Radio([LOCAL, REMOTE], value=REMOTE if remote_on else LOCAL, label="Runs go to",
+                                   elem_id="backend-choice")
+            with gr.Group(visible=not remote_on) as local_group:
+                with gr.Row():
+                    model_box = gr.Dropdown(preset_choices, value=pg.settings.model, allow_custom_value=True,
+                                            label="Preset, Hugging Face id or local folder")
+                    quant_box = gr.Radio(list(QUANTIZATIONS), value=pg.settings.quant, label="Quantization")
+                    hw_box = gr.Textbox(label="Hardware to plan for", placeholder="detected; or 2×H200, 4×A100-80GB")
+                with gr.Row():
+                    plan_btn = gr.Button("Memory plan")
+                    load_btn = gr.Button("Load", variant="primary")
+                plan_md = gr.Markdown()
+                placement_md = gr.Markdown(pg.loaded.placement.to_markdown() if pg.loaded else "No model loaded.")
+            with gr.Group(visible=remote_on, elem_id="remote-panel") as remote_group:
+                # In public mode the endpoint is the operator's (service.remote_config refuses others): the
+                # URL and key boxes are shown read-only so visitors see where their prompts go.
+                public = pg.settings.public
+                with gr.Row():
+                    r_url = gr.Textbox(pg.settings.remote_url or "", label="Base URL", interactive=not public,
+                                       placeholder="http://127.0.0.1:8000/v1 (vLLM, SGLang, TGI, transformers serve)")
+                    r_model = gr.Textbox(pg.settings.remote_model, label="Model (empty: the server's only one)")
+                    r_key = gr.Textbox("", label="API key (kept in memory only; empty: PLAYGROUND_REMOTE_API_KEY)",
+                                       type="password", interactive=not public)
+                with gr.Row():
+                    r_timeout = gr.Number(pg.settings.remote_timeout_s, label="Request timeout (s)", minimum=1,
+                                          maximum=REMOTE_MAX_TIMEOUT_S)
+                    r_switch = gr.Dropdown([(f"{k}: {v}", k) for k, v in SWITCHES.items()],
+                                           value=pg.settings.remote_switch, label="Reasoning switch")
+                with gr.Row():
+                    test_btn = gr.Button("Test connection")
+                    use_btn = gr.Button("Use endpoint", variant="primary")
+                remote_md = gr.Markdown("Timings of a remote run are taken when each chunk arrives here: they "
+                                        "include network time.", elem_id="remote-status")
         with gr.Row():
             with gr.Column(scale=1, min_width=220):
                 search_box = gr.Textbox(label="Search sessions", placeholder="title or prompt text")
@@ -295,5 +324,41 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
 
         load_btn.click(load, [model_box, quant_box, hw_box], [placement_md, footer], api_name="load",
                        concurrency_id="gpu")
+
+        def choose_where(where):
+            """Show the chosen panel; back to local runs at once if a local model is loaded."""
+            msg = gr.skip()
+            if where == LOCAL and pg.remote is not None:
+                try:
+                    pg.use_local()
+                except Exception as exc:
+                    msg = explain(exc)
+            return gr.Group(visible=where == LOCAL), gr.Group(visible=where == REMOTE), pg.footer(), msg
+
+        where_radio.change(choose_where, where_radio, [local_group, remote_group, footer, remote_md],
+                           concurrency_limit=None, api_visibility="private")
+
+        def test_remote(url, key, timeout):
+            try:
+                models = pg.test_remote(url, key, timeout, visitor=True)
+            except Exception as exc:
+                raise gr.Error(explain(exc)) from None
+            listed = "\n".join(f"- `{m}`" for m in models[:REMOTE_MODELS_SHOWN]) or "- (none listed)"
+            more = f"\n- … and {len(models) - REMOTE_MODELS_SHOWN} more" if len(models) > REMOTE_MODELS_SHOWN else ""
+            return f"✅ Connected: the server lists {len(models)} model(s):\n{listed}{more}"
+
+        test_btn.click(test_remote, [r_url, r_key, r_timeout], remote_md, concurrency_limit=None,
+                       api_visibility="private")
+
+        def use_remote(url, model, key, timeout, switch):
+            try:
+                backend = pg.use_remote(url, model, key, timeout, switch, visitor=True)
+            except Exception as exc:
+                raise gr.Error(explain(exc)) from None
+            return (f"✅ Runs now go to `{backend.model}` (reasoning switch **{backend.switch}**). Timings include "
+                    "network time."), pg.footer()
+
+        use_btn.click(use_remote, [r_url, r_model, r_key, r_timeout, r_switch], [remote_md, footer],
+                      concurrency_id="gpu", api_visibility="private")
         register_api(pg, nb, store, secret)
     return demo

@@ -49,8 +49,10 @@ def lane_grade(cell, run, run_code: Callable[[str, str], Grade] | None = None) -
     expected answer and grader, else graded now from run.answer_text (never the reasoning)."""
     if not has_grader(cell):
         return UNGRADED
-    if run.status == "running":
-        return Grade("ungraded", None, "still running")
+    if run.status != "done":
+        # A stopped, interrupted or failed run never had the chance to answer: counting it as wrong
+        # would charge reasoning (the slower lane, so the one more often cut short) for the stop.
+        return Grade("ungraded", None, f"the run is {run.status}, not done: run it again to grade it")
     key = grade_key(cell.grader, cell.expected)
     cached = run.grade if isinstance(run.grade, dict) else None
     if cached and cached.get("key") == key and (g := Grade.from_dict(cached)) is not None:

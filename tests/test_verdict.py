@@ -121,3 +121,11 @@ def test_charts_cope_with_nothing():
     for fig in (charts.verdict_scatter(v.cells), charts.accuracy_bars(v.lanes), charts.budget_curve(())):
         assert not fig.data and fig.layout.annotations
     assert "No graded cells" in v.headline() and v.gain is None and v.latency_multiple is None
+
+
+def test_runs_that_did_not_finish_are_not_graded_and_leave_the_comparison():
+    stopped = Execution(1, {"standard": run("standard", "4", 10, 1.0),
+                            "reasoning": run("reasoning", "", 50, 3.0, "thinking…", status="stopped")})
+    v = session_verdict(session(cell(0, "4", NUM, [stopped]), cell(1, "4", NUM, [pair(1, "4", "5")])))
+    assert v.cells[0].grades["reasoning"].status == "ungraded" and "stopped" in v.cells[0].grades["reasoning"].detail
+    assert len(v.compared) == 1 and v.lanes["reasoning"].graded == 1

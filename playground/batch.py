@@ -199,6 +199,16 @@ class BatchProgress:
         return self.done / self.total if self.total else 1.0
 
 
+def batch_engine(pg):
+    """The local engine batch runs need (keyed rows in one generate, a tokenizer for the prompts).
+    A remote endpoint streams each lane as its own request: it has neither, so batches refuse it."""
+    engine = pg.require_engine()
+    if not (hasattr(engine, "start_prompts") and hasattr(engine, "tokenizer") and hasattr(engine, "loaded")):
+        raise InvalidInput("Run all and budget sweeps run on a local model: switch 'Runs go to' to Local model "
+                           "(a remote endpoint runs cells one at a time with Run).")
+    return engine
+
+
 def cell_lanes(cell, defaults: tuple[LaneSettings, LaneSettings], max_new_tokens: int) -> dict[str, LaneSettings]:
     """Both lanes' settings of a cell: its saved values over the model's recommended defaults."""
     names = set(LaneSettings.__dataclass_fields__)
@@ -286,7 +296,7 @@ def run_jobs(pg, store, owner: str, jobs: Sequence[Job], *, batch_size: int = DE
     if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise InvalidInput(f"batch_size={batch_size!r}: use 1–{MAX_BATCH_SIZE} (MAX_BATCH_SIZE).")
     stop = stop or threading.Event()
-    engine = pg.require_engine()
+    engine = batch_engine(pg)
     t0 = time.perf_counter()
     todo = [j for j in jobs if not (resume and already_done(j, engine.loaded))]
     skipped = len(jobs) - len(todo)

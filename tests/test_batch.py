@@ -233,3 +233,13 @@ def test_a_notebook_run_grades_its_lanes_and_caches_the_grade(pg, store):
     store.update_cell("me", cell.id, expected="zzz-never")
     c = store.get_session("me", sid).cells[0]
     assert all(lane_grade(c, r).status == "fail" for r in c.latest.runs.values())
+
+
+def test_batches_refuse_a_backend_without_local_rows():
+    from types import SimpleNamespace
+
+    from playground.batch import batch_engine
+
+    remote_like = SimpleNamespace(require_engine=lambda: SimpleNamespace(start=lambda *a: None))
+    with pytest.raises(InvalidInput, match="Local model"):
+        batch_engine(remote_like)

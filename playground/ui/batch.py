@@ -17,6 +17,7 @@ import gradio as gr
 from ..batch import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BUDGETS,
+    batch_engine,
     check_budgets,
     import_rows,
     parse_batch_file,
@@ -110,7 +111,7 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
             stops[key] = stop
             try:
                 budgets = check_budgets([b for b in (budgets_text or "").split(",")]) if sweep else None
-                jobs = plan_jobs(store.get_session(owner, session_id), pg.require_engine(), pg.recommended(),
+                jobs = plan_jobs(store.get_session(owner, session_id), batch_engine(pg), pg.recommended(),
                                  pg.settings.max_new_tokens, budgets=budgets)
                 if not jobs:
                     raise InvalidInput("No prompt cells to run: add cells or import a file first.")

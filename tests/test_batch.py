@@ -213,6 +213,14 @@ def test_batch_panel_and_verdict_build_and_escape_model_output(tmp_path):
     assert "Imported **1**" in report and "row 3: &lt;script&gt;" in report
     md = progress_md(BatchProgress(10, 4, 2, 300, 12.0, 18.0, "cell 4 done"))
     assert "**4/10**" in md and "2 skipped" in md and "18 s left" in md
+    assert "`████████░░░░░░░░░░░░`" in md
+    from types import SimpleNamespace
+
+    from playground.ui.batch import chosen_cells
+    two = SimpleNamespace(cells=(SimpleNamespace(id="a"), SimpleNamespace(id="b")))
+    assert chosen_cells(two, " 2, 1") == ["b", "a"] and chosen_cells(two, "") is None
+    with pytest.raises(InvalidInput, match="no cell 3"):
+        chosen_cells(two, "3")
 
 
 def test_a_notebook_run_grades_its_lanes_and_caches_the_grade(pg, store):

@@ -38,10 +38,15 @@ def _stop_key(request: gr.Request, session_id: str) -> str:
     return f"{getattr(request, 'session_hash', '') or ''}:{session_id}"
 
 
+BAR_CELLS = 20  # characters of the text progress bar
+
+
 def progress_md(p) -> str:
+    filled = round(p.fraction * BAR_CELLS)
+    bar = "█" * filled + "░" * (BAR_CELLS - filled)
     eta = f" · about {p.eta_s:,.0f} s left" if p.eta_s is not None and not p.finished else ""
     skipped = f" ({p.skipped} skipped: already run with these settings)" if p.skipped else ""
-    return (f"**{p.done}/{p.total}** cell runs{skipped} · {p.tokens:,} tokens · {p.elapsed_s:,.1f} s{eta}"
+    return (f"`{bar}` **{p.done}/{p.total}** cell runs{skipped} · {p.tokens:,} tokens · {p.elapsed_s:,.1f} s{eta}"
             f" · {html.escape(p.message, quote=False)}")
 
 
@@ -53,6 +58,22 @@ def import_report(rows, errors) -> str:
         if len(errors) > MAX_ERRORS_SHOWN:
             lines.append(f"- … and {len(errors) - MAX_ERRORS_SHOWN} more")
     return "\n".join(lines)
+
+
+def chosen_cells(session, text: str | None) -> list[str] | None:
+    """Cell ids from "1, 3" (cell numbers as the page shows them); None for all cells."""
+    if not (text or "").strip():
+        return None
+    ids = []
+    for part in text.split(","):
+        try:
+            n = int(part.strip())
+        except ValueError:
+            raise InvalidInput(f"{part.strip()!r} is not a cell number: write numbers like 1, 3.") from None
+        if not 1 <= n <= len(session.cells):
+            raise InvalidInput(f"There is no cell {n}: this session has cells 1–{len(session.cells)}.")
+        ids.append(session.cells[n - 1].id)
+    return ids
 
 
 def render_verdict(session) -> None:
@@ -84,9 +105,10 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
             with gr.Column():
                 batch_size = gr.Slider(1, 8, value=DEFAULT_BATCH_SIZE, step=1, label="cells per generate")
                 budgets_box = gr.Textbox(BUDGETS_TEXT, label="Thinking budgets for a sweep")
+                only_box = gr.Textbox("", label="Only these cells (e.g. 1, 3; empty: all)", elem_id="batch-only")
         with gr.Row():
             run_all_btn = gr.Button("Run all cells", variant="primary", size="sm", elem_id="run-all")
-            sweep_btn = gr.Button("Sweep budgets (all cells)", size="sm", elem_id="sweep")
+            sweep_btn = gr.Button("Sweep thinking budgets", size="sm", elem_id="sweep")
             stop_btn = gr.Button("Stop", variant="stop", size="sm", elem_id="batch-stop")
         batch_md = gr.Markdown(elem_id="batch-progress")
 
@@ -104,15 +126,16 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
                       api_visibility="private")
 
     def runner(sweep: bool):
-        def go(session_id, size, budgets_text, request: gr.Request):
+        def go(session_id, size, budgets_text, only_text, request: gr.Request):
             owner = owner_of(request, secret)
             stop = threading.Event()
             key = _stop_key(request, session_id)
             stops[key] = stop
             try:
                 budgets = check_budgets([b for b in (budgets_text or "").split(",")]) if sweep else None
-                jobs = plan_jobs(store.get_session(owner, session_id), batch_engine(pg), pg.recommended(),
-                                 pg.settings.max_new_tokens, budgets=budgets)
+                session = store.get_session(owner, session_id)
+                jobs = plan_jobs(session, batch_engine(pg), pg.recommended(), pg.settings.max_new_tokens,
+                                 budgets=budgets, cell_ids=chosen_cells(session, only_text))
                 if not jobs:
                     raise InvalidInput("No prompt cells to run: add cells or import a file first.")
                 steps = run_jobs(pg, store, owner, jobs, batch_size=int(size), stop=stop, run_code=_run_code(pg))
@@ -128,7 +151,7 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
         return go
 
     for btn, sweep in ((run_all_btn, False), (sweep_btn, True)):
-        btn.click(runner(sweep), [sid, batch_size, budgets_box], batch_md, concurrency_id="gpu",
+        btn.click(runner(sweep), [sid, batch_size, budgets_box, only_box], batch_md, concurrency_id="gpu",
                   api_visibility="private").then(lambda t: t + 1, tick, tick, concurrency_limit=None,
                                                  api_visibility="private")
 

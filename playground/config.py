@@ -90,10 +90,10 @@ ALLOWED: dict[str, str] = {
     "remote_model": "the model name the server serves (empty: its only model)",
     "remote_api_key": "the key the server expects (a secret)",
     "remote_timeout_s": "a number of seconds 1–3600",
-    "remote_switch": "one of auto, template_kwargs, system_prompt, soft_switch, always",
+    "remote_switch": "one of auto, template_kwargs, system_prompt, soft_switch, reasoning_field, always",
 }
 SECRET_FIELDS = frozenset({"auth", "remote_api_key"})
-RemoteSwitch = Literal["auto", "template_kwargs", "system_prompt", "soft_switch", "always"]
+RemoteSwitch = Literal["auto", "template_kwargs", "system_prompt", "soft_switch", "reasoning_field", "always"]
 
 
 class Settings(BaseSettings):

@@ -49,6 +49,7 @@ SWITCHES: dict[str, str] = {
     "template_kwargs": "chat_template_kwargs thinking / enable_thinking (vLLM, SGLang, transformers serve)",
     "system_prompt": "a thinking system prompt in the reasoning lane (works on any server)",
     "soft_switch": "Qwen3's /think and /no_think appended to the prompt",
+    "reasoning_field": "the request's reasoning.enabled (OpenRouter-style hosted APIs)",
     "always": "none: the model always reasons (DeepSeek-R1), both lanes reason",
 }
 AUTO_SWITCH = {"hermes": "system_prompt", "qwen3": "template_kwargs", "r1": "always", "generic": "system_prompt"}
@@ -245,7 +246,7 @@ def _join(*parts: str | None) -> str:
 
 
 def lane_request(style: str, switch: str, lane: str, prompt: str, system: str | None) -> tuple[list[dict], dict]:
-    """(messages, chat_template_kwargs) for one lane."""
+    """(messages, chat_template_kwargs) for one lane (reasoning_field is set on the body, in _body)."""
     on = lane == "reasoning"
     system = system if system and system.strip() else None
     kwargs: dict = {}
@@ -341,6 +342,8 @@ class RemoteBackend:
         for lane, s in lanes.items():
             messages, kwargs = lane_request(self.style, self.switch, lane, prompt, system)
             requests[lane] = self._body(messages, kwargs, s)
+            if self.switch == "reasoning_field":
+                requests[lane]["reasoning"] = {"enabled": lane == "reasoning"}
             prompts[lane] = self._lane_prompt(tok, lane, messages, kwargs)
         return RemoteRun(self, prompts, lanes, requests)
 

@@ -373,6 +373,27 @@ def test_a_thinking_budget_is_refused_before_anything_runs(tmp_path):
         pg.check_run_input(PROMPT, None, lanes(thinking_budget=10))
 
 
+def test_every_switch_is_a_setting_and_asks_differently():
+    from typing import get_args
+
+    from playground.config import RemoteSwitch
+    from playground.remote import SWITCHES
+
+    assert set(get_args(RemoteSwitch)) == set(SWITCHES)
+    bodies = {}
+    for switch in SWITCHES:
+        b = RemoteBackend(RemoteConfig("http://127.0.0.1:9", model="NousResearch/Hermes-4-405B-FP8", switch=switch))
+        assert b.style == "hermes" and b.preset.key == "hermes-4-405b"
+        run = b.start(PROMPT, "Be brief.", lanes())
+        bodies[switch] = {lane: {k: v for k, v in r.items() if k in ("messages", "chat_template_kwargs", "reasoning")}
+                          for lane, r in run.requests.items()}
+    assert bodies["auto"] == bodies["system_prompt"]  # Hermes: the thinking system prompt works on any server
+    assert bodies["reasoning_field"]["reasoning"]["reasoning"] == {"enabled": True}
+    assert bodies["template_kwargs"]["standard"]["chat_template_kwargs"]["thinking"] is False
+    assert bodies["always"]["standard"] == bodies["always"]["reasoning"]
+    assert len({json.dumps(b["reasoning"], sort_keys=True) for b in bodies.values()}) == len(SWITCHES) - 1
+
+
 def test_bad_urls_and_timeouts_are_refused_by_name():
     for url in ("ftp://x", "not a url", ""):
         with pytest.raises(InvalidInput, match="URL"):

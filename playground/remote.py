@@ -105,9 +105,18 @@ class RemoteConfig:
     timeout_s: float = DEFAULT_TIMEOUT_S
     switch: str = "auto"
     key_source: str = "none"  # where the key came from, for the footer: "PLAYGROUND_REMOTE_API_KEY" | "typed"
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+        base = normalize_base_url(self.base_url)
+        parts = urlsplit(base)
+        if parts.username or parts.password:
+            # user:password@ in the URL becomes basic auth, so the URL httpx logs carries no credential.
+            from urllib.parse import unquote
+
+            object.__setattr__(self, "basic_auth", (unquote(parts.username or ""), unquote(parts.password or "")))
+            base = safe_url(base)
+        object.__setattr__(self, "base_url", base)
         object.__setattr__(self, "timeout_s", check_timeout(self.timeout_s))
         object.__setattr__(self, "model", (self.model or "").strip())
         if self.switch not in SWITCHES:
@@ -119,6 +128,10 @@ class RemoteConfig:
         h = {"Accept": "text/event-stream, application/json"}
         if self.api_key:
             h["Authorization"] = f"Bearer {self.api_key}"
+        elif self.basic_auth:
+            import base64
+
+            h["Authorization"] = "Basic " + base64.b64encode(":".join(self.basic_auth).encode()).decode()
         return h
 
     def timeout(self) -> httpx.Timeout:
@@ -127,7 +140,10 @@ class RemoteConfig:
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that came from the server (some echo it in their error messages)."""
-        return text.replace(self.api_key, "***") if self.api_key else text
+        for secret in (self.api_key, self.basic_auth[1] if self.basic_auth else None):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 # --- errors, worded once ------------------------------------------------------------------------------
@@ -278,6 +294,7 @@ class RemoteBackend:
         self.cfg = cfg
         self.lock = threading.Lock()
         self.dropped_fields: set[str] = set()  # optional fields this server rejected once
+        self.last_count_source: str = "unknown until the first run ends"
         self._tokenizer = None
         self._tokenizer_tried = False
         self._tok_lock = threading.Lock()
@@ -395,7 +412,9 @@ class RemoteBackend:
             "timing": TIMING_NOTE,
             "token_counts": ("the server's usage report; without one, the local tokenizer" if tok else
                              "the server's usage report; without one, one token per chunk (an estimate)"),
-            "token_count_source": dict(run.count_sources),
+            # Per lane, once it finishes ("usage" | "tokenizer" | "estimate"); before that, what this server
+            # did last time, so a stored record (written at the start) says where its counts will come from.
+            "token_count_source": dict(run.count_sources) or self.last_count_source,
             "versions": {"playground": __version__, "httpx": httpx.__version__},
         }
 
@@ -489,7 +508,9 @@ class RemoteRun:
 
     def _finish(self, st: _LaneState, status, reason, t, error, tok) -> Iterator[LaneUpdate]:
         yield from st.finish(status, reason, t, error)
-        self.count_sources[st.result.lane] = st.reconcile_counts(tok)
+        self.count_sources[st.result.lane] = source = st.reconcile_counts(tok)
+        if status == "done":  # a stopped or failed lane never gets a usage report: not the server's habit
+            self.backend.last_count_source = source
         self.record["token_count_source"] = dict(self.count_sources)
 
 

@@ -400,7 +400,9 @@ def test_bad_urls_and_timeouts_are_refused_by_name():
             RemoteConfig(url)
     with pytest.raises(InvalidInput, match="timeout"):
         RemoteConfig("http://x", timeout_s=0)
-    assert RemoteConfig("http://user:pw@host:8000").base_url == "http://user:pw@host:8000/v1"
+    with_userinfo = RemoteConfig("http://user:pw@host:8000")
+    assert with_userinfo.base_url == "http://host:8000/v1"  # the URL httpx logs carries no credential
+    assert with_userinfo.headers()["Authorization"].startswith("Basic ")
     assert "pw" not in RemoteBackend(RemoteConfig("http://user:pw@host:8000", model="m")).describe()
     assert SECRET not in repr(RemoteConfig("http://x", api_key=SECRET))
 

@@ -184,8 +184,9 @@ def test_stop_ends_both_lanes_at_once_and_keeps_the_partial_text(served):
     assert sum(len(r.text) for r in run.results.values()) > 0
 
 
-def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path):
-    """The real app started against the endpoint (no local model loaded), driven by gradio_client."""
+def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path, browser):
+    """The real app started against the endpoint (no local model loaded), driven by gradio_client, and
+    its model panel in a browser: the endpoint is chosen, the connection test lists the model."""
     from gradio_client import Client
 
     from bench.common import ServerProcess
@@ -206,6 +207,19 @@ def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path):
         stored = client.predict(session["id"], api_name="/get_session")["cells"][0]["latest"]
         assert stored["reasoning"]["reasoning"].strip() and stored["standard"]["answer"].strip()
         assert all(stored[lane]["status"] == "done" and stored[lane]["tokens"] > 0 for lane in stored)
+        context = browser.new_context(viewport={"width": 1400, "height": 1200})
+        try:
+            page = context.new_page()
+            page.goto(srv.url + "/")
+            page.locator("#model-panel .label-wrap").first.click()
+            assert page.locator("#backend-choice input[value='Remote endpoint']").is_checked()
+            assert "network time" in page.locator("#footer").inner_text()
+            page.get_by_role("button", name="Test connection").click()
+            page.wait_for_function("s => document.querySelector(s).innerText.includes('Connected')",
+                                   arg="#remote-status", timeout=20_000)
+            assert served["think"] in page.locator("#remote-status").inner_text()
+        finally:
+            context.close()
     finally:
         srv.stop()
     # The key: nowhere in the server's log (at DEBUG), the database, its records, exports or share pages.

@@ -524,10 +524,16 @@ def _stream_lane(backend: RemoteBackend, lane: str, body: dict, q: queue.Queue, 
     try:
         with httpx.Client(timeout=cfg.timeout()) as client:
             while True:
+                if stop.is_set():  # stopped before the request went out (a newer run replaced this one)
+                    end = ("stopped", "stopped", None)
+                    return
                 with client.stream("POST", url, json=body, headers=cfg.headers()) as resp:
                     if resp.status_code == 200:
                         q.put(("open", lane, None, time.perf_counter()))
-                        end = _read_sse(cfg, resp, lane, q, stop)
+                        if "application/json" in resp.headers.get("content-type", ""):
+                            end = _read_whole(cfg, resp, lane, q)
+                        else:
+                            end = _read_sse(cfg, resp, lane, q, stop)
                         return
                     text = resp.read().decode("utf-8", errors="replace")
                 if resp.status_code == 429 and waited is None:
@@ -554,6 +560,26 @@ def _stream_lane(backend: RemoteBackend, lane: str, body: dict, q: queue.Queue, 
         end = ("error", "error", f"Remote request failed: {type(exc).__name__}: {cfg.scrub(str(exc))}")
     finally:
         q.put(("end", lane, end, time.perf_counter()))
+
+
+def _read_whole(cfg: RemoteConfig, resp: httpx.Response, lane: str, q: queue.Queue):
+    """A server that ignores stream=true answers with one JSON completion: one chunk, timed at its arrival."""
+    try:
+        obj = json.loads(resp.read())
+        choice = obj["choices"][0]
+        message = choice.get("message") or {}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return ("error", "error", f"{safe_url(cfg.base_url)} answered 200 with JSON that is not a chat completion: "
+                                  "is this an OpenAI-compatible /chat/completions endpoint?")
+    t = time.perf_counter()
+    if isinstance(obj.get("usage"), dict):
+        q.put(("usage", lane, obj["usage"], t))
+    reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
+    content = message.get("content") or ""
+    if reasoning or content:
+        q.put(("delta", lane, (str(reasoning), str(content)), t))
+    finish = choice.get("finish_reason") or "stop"
+    return ("done", "stop" if finish in ("stop", "eos") else str(finish), None)
 
 
 def _read_sse(cfg: RemoteConfig, resp: httpx.Response, lane: str, q: queue.Queue, stop: threading.Event):

@@ -135,8 +135,9 @@ class Playground:
             if not st.remote_url:
                 raise InvalidInput("This public playground has no remote endpoint: the operator sets "
                                    "PLAYGROUND_REMOTE_URL to offer one.")
+            # The model too: a visitor's model name is also looked up as a local tokenizer folder.
             if (url and url.strip() and normalize_base_url(url) != st.remote_url) or \
-                    (model and model.strip() and st.remote_model and model.strip() != st.remote_model) or \
+                    (model and model.strip() and model.strip() != st.remote_model) or \
                     (api_key and api_key.strip()):
                 raise InvalidInput("This public playground uses only the operator's endpoint "
                                    "(PLAYGROUND_REMOTE_URL, PLAYGROUND_REMOTE_MODEL, PLAYGROUND_REMOTE_API_KEY): leave "

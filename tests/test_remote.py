@@ -281,6 +281,10 @@ class _Faulty(BaseHTTPRequestHandler):
         if model == "hang":
             _Faulty.release.wait(30)
             return
+        if model == "no-stream":  # a server that ignores stream=true
+            return self._send(200, {"choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": "<think>12*7 is 84</think>84"}}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 12}})
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -360,6 +364,13 @@ def test_the_connection_test_names_a_wrong_key(faulty):
     assert list_models(RemoteConfig(faulty, api_key=SECRET)) == ["m1", "m2"]
 
 
+def test_a_server_that_ignores_stream_true_still_gives_both_parts(faulty):
+    results, _ = run_against(faulty, "no-stream")
+    for r in results.values():
+        assert r.status == "done" and (r.reasoning, r.answer) == ("12*7 is 84", "84")
+        assert len(r.token_times) == 12 and r.prompt_tokens == 9  # the usage report's counts
+
+
 def test_counts_without_usage_are_marked_estimates(faulty):
     backend = RemoteBackend(RemoteConfig(faulty, model="ok", switch="system_prompt"))
     run = backend.start(PROMPT, None, lanes())
@@ -372,7 +383,7 @@ def test_counts_without_usage_are_marked_estimates(faulty):
 
 def test_public_visitors_cannot_point_the_server_anywhere(tmp_path):
     pg = Playground(Settings(public=True, remote_url="http://127.0.0.1:9/v1", home=tmp_path))
-    for kwargs in ({"url": "http://169.254.169.254/latest"}, {"api_key": "mine"}):
+    for kwargs in ({"url": "http://169.254.169.254/latest"}, {"api_key": "mine"}, {"model": "/etc"}):
         with pytest.raises(InvalidInput, match="only the operator's endpoint"):
             pg.remote_config(visitor=True, **kwargs)
     assert pg.remote_config(visitor=True).base_url == "http://127.0.0.1:9/v1"

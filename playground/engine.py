@@ -91,6 +91,7 @@ class LaneUpdate:
     reasoning: str = ""
     answer: str = ""
     forced: bool = False
+    token_kind: str = ""  # "reasoning" | "answer" for a token event; lets a mirror rebuild a LaneResult
     finish_reason: str | None = None
     error: str | None = None
 
@@ -482,7 +483,7 @@ class _LaneState:
         r.token_times.append(t)
         r.token_kinds.append(kind)
         r.forced.append(forced)
-        return self._apply(text, delta, t, token_ids=(token_id,), forced=forced)
+        return self._apply(text, delta, t, token_ids=(token_id,), forced=forced, token_kind=kind)
 
     def _apply(self, text, delta, t, **kw) -> LaneUpdate:
         r = self.result

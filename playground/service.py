@@ -20,6 +20,7 @@ from .loading import LoadedModel, load_config, load_model, plan_for, resolve
 from .memory import GB, MemoryPlan, parse_hardware
 from .metrics import result_metrics
 from .remote import RemoteBackend, RemoteConfig, list_models, normalize_base_url
+from .zerogpu import new_engine
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class Playground:
             try:
                 loaded = load_model(ref, quant, self.settings.models_dir, hardware=hw,
                                     progress=progress or (lambda f, m: None), cpu_threads=self.settings.cpu_threads)
-                self.loaded, self.engine = loaded, Engine(loaded)
+                self.loaded, self.engine = loaded, new_engine(loaded, self.settings)
             finally:
                 if old is not None:
                     old.lock.release()

@@ -218,6 +218,10 @@ def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path, browser)
             page.wait_for_function("s => document.querySelector(s).innerText.includes('Connected')",
                                    arg="#remote-status", timeout=20_000)
             assert served["think"] in page.locator("#remote-status").inner_text()
+            page.locator("#backend-choice label", has_text="Local model").click()  # none is loaded here
+            page.wait_for_function("s => document.querySelector(s).innerText.includes('No local model is loaded')",
+                                   arg="#model-panel", timeout=20_000)
+            assert "network time" in page.locator("#footer").inner_text()  # runs still go to the endpoint
         finally:
             context.close()
     finally:

@@ -181,7 +181,8 @@ def status_message(cfg: RemoteConfig, status: int, body: str, path: str, waited:
     if status in (400, 422):
         return (f"The endpoint rejected the request (HTTP {status} from {where}){d}. If it names "
                 "chat_template_kwargs, pick the 'system_prompt' reasoning switch in the model panel.")
-    return f"The endpoint failed (HTTP {status} from {where}){d}. Check the server's log."
+    return (f"The endpoint failed (HTTP {status} from {where}){d}. Check the server's log; some servers (transformers "
+            f"serve) answer 500 for a model they cannot load: is {cfg.model!r} one that Test connection lists?")
 
 
 def transport_message(cfg: RemoteConfig, exc: Exception) -> str:

@@ -436,6 +436,20 @@ def test_bad_urls_and_timeouts_are_refused_by_name():
     assert SECRET not in repr(RemoteConfig("http://x", api_key=SECRET))
 
 
+def test_both_backends_and_their_runs_offer_the_same_interface():
+    from playground.backend import Backend, RunLike
+    from playground.engine import Engine, Run
+
+    remote = RemoteBackend(RemoteConfig("http://127.0.0.1:9", model="m"))
+    assert isinstance(remote, Backend) and isinstance(remote.start(PROMPT, None, lanes()), RunLike)
+    # The local Engine needs a loaded model to instantiate: compare what its class provides instead.
+    for name in ("kind", "style", "start", "reproducibility_record"):
+        assert hasattr(Engine, name) and hasattr(RemoteBackend, name)
+    for name in ("stop", "finished", "collect", "__iter__"):
+        assert hasattr(Run, name)
+    assert Engine.kind == "local" and RemoteBackend.kind == "remote"
+
+
 def test_spread_gives_every_chunk_a_token_and_the_rest_by_length():
     assert spread([1, 1, 1], 3) == [1, 1, 1]
     assert spread([1, 9], 6) == [1, 5]

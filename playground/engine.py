@@ -452,6 +452,7 @@ class Engine:
 
         lm = self.loaded
         return {
+            "backend": "local",  # a remote run's record says "remote" (playground.remote)
             "model_id": lm.model_id, "revision": lm.revision, "quant": lm.quant,
             "dtype": lm.dtype.value, "device": lm.device.value,
             "placement": lm.placement.to_dict(),

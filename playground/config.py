@@ -82,6 +82,7 @@ ALLOWED: dict[str, str] = {
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "public": "true or false (1/0, yes/no)",
     "auth": "user:password pairs separated by commas, e.g. ann:pw1,bob:pw2",
+    "hf_oauth": "true or false (unset: on when OAUTH_CLIENT_ID is set, as on a Space with hf_oauth: true)",
     "max_concurrent_runs": "an integer ≥ 1",
     "allowed_models": "preset keys separated by commas, from: " + ", ".join(PRESETS),
     "zero_gpu_duration_s": "an integer ≥ 1 (seconds)",
@@ -120,6 +121,9 @@ class Settings(BaseSettings):
                                      "(default: true on a Space, where SPACE_ID is set)")
     # SecretStr: its repr and str are '**********', so a logged Settings never shows a password.
     auth: SecretStr | None = Field(None, description="require a login: user:pass,user2:pass2 (a secret)")
+    # None: follow the Space. `hf_oauth: true` in the README front matter makes a Space set OAUTH_CLIENT_ID.
+    hf_oauth: bool | None = Field(None, description="require a Hugging Face login (Sign in with HF) "
+                                                    "(default: on when OAUTH_CLIENT_ID is set)")
     max_concurrent_runs: int = Field(1, ge=1, description="paired runs on the model at the same time")
     # NoDecode: read "a,b" as a comma list rather than as JSON.
     allowed_models: Annotated[list[str], NoDecode] = Field(
@@ -195,6 +199,13 @@ class Settings(BaseSettings):
         return items
 
     @model_validator(mode="after")
+    def _one_login(self) -> Settings:
+        if self.auth is not None and self.hf_oauth_on:
+            raise ValueError("PLAYGROUND_AUTH and a Hugging Face login (PLAYGROUND_HF_OAUTH or OAUTH_CLIENT_ID) "
+                             "are both on: choose one (set PLAYGROUND_HF_OAUTH=false to keep passwords)")
+        return self
+
+    @model_validator(mode="after")
     def _default_db(self) -> Settings:
         if self.db is None:
             # Through __dict__: a plain assignment would mark db as set by the operator.
@@ -217,6 +228,15 @@ class Settings(BaseSettings):
         return pairs
 
     @property
+    def hf_oauth_on(self) -> bool:
+        return bool(os.environ.get("OAUTH_CLIENT_ID")) if self.hf_oauth is None else self.hf_oauth
+
+    @property
+    def login_on(self) -> bool:
+        """Sessions belong to logged-in users, and only share pages answer without a login."""
+        return bool(self.auth_pairs) or self.hf_oauth_on
+
+    @property
     def code_grading_on(self) -> bool:
         return (not self.public) if self.code_grading is None else self.code_grading
 
@@ -237,7 +257,10 @@ def format_validation_error(exc: ValidationError, from_flags: frozenset[str] = f
     """One line: `PLAYGROUND_PORT='abc' is invalid: an integer 1–65535` (several joined by '; ')."""
     parts = []
     for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else ""
+        if not err["loc"]:  # a rule across fields: its message names them (never the input: it holds secrets)
+            parts.append(str(err.get("msg", "invalid settings")).removeprefix("Value error, "))
+            continue
+        field = str(err["loc"][0])
         name = flag_name(field) if field in from_flags else env_name(field)
         value = "'<redacted>'" if field in SECRET_FIELDS else repr(_raw_input(err.get("input")))
         allowed = ALLOWED.get(field) or str(err.get("msg", "invalid value"))
@@ -401,8 +424,12 @@ def describe_startup(settings: Settings) -> list[str]:
                          else "the default: a private, local server")
     lines.append(f"public: {'yes' if settings.public else 'no'} ({public_reason})"
                  + (f"; models allowed: {', '.join(settings.allowed_models)}" if settings.public else ""))
-    lines.append(f"login: {len(settings.auth_pairs)} user(s)" if settings.auth
-                 else "login: none (PLAYGROUND_AUTH unset)")
+    if settings.hf_oauth_on:
+        lines.append("login: Sign in with Hugging Face (" + _why(settings, "hf_oauth", "OAUTH_CLIENT_ID is set")
+                     + ")")
+    else:
+        lines.append(f"login: {len(settings.auth_pairs)} user(s)" if settings.auth
+                     else "login: none (PLAYGROUND_AUTH unset)")
     lines.append(f"listening on {settings.host}:{settings.port}; {settings.max_concurrent_runs} run(s) at a time, "
                  f"queue of {settings.queue_size}")
     if settings.remote_url:

@@ -32,7 +32,7 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
 
     api = FastAPI(title="Reasoning playground", docs_url=None, redoc_url=None)
 
-    login_on = bool(pg.settings.auth_pairs)
+    login_on = pg.settings.login_on
 
     @api.middleware("http")
     async def owner_cookie(request: Request, call_next):

@@ -60,6 +60,7 @@ FROM_ENV = {
     "allowed_models": ("embedded, hermes-4-14b", ["embedded", "hermes-4-14b"]),
     "zero_gpu_duration_s": ("60", 60),
     "code_grading": ("false", False),
+    "hf_oauth": ("false", False),
     "remote_url": ("http://gpu-box:8000", "http://gpu-box:8000/v1"),
     "remote_model": ("NousResearch/Hermes-4-405B", "NousResearch/Hermes-4-405B"),
     "remote_api_key": (PASSWORD, SecretStr(PASSWORD)),

@@ -76,6 +76,9 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
         tick = gr.State(0)  # bumped to re-render the cells after a structural change
         gr.Markdown("# Reasoning playground\nEvery cell runs twice, side by side, in one batched pass: "
                     "**standard** (reasoning off) and **reasoning** (reasoning on).")
+        if pg.settings.hf_oauth_on:
+            # Its presence makes gradio add /login/huggingface and the session cookie that owner_of reads.
+            gr.LoginButton(elem_id="hf-login")
         with gr.Accordion("Model", open=False, elem_id="model-panel"):
             remote_on = pg.remote is not None
             where_radio = gr.Radio([LOCAL, REMOTE], value=REMOTE if remote_on else LOCAL, label="Runs go to",
@@ -315,7 +318,8 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
 
         plan_btn.click(plan, [model_box, quant_box, hw_box], plan_md, api_name="plan", concurrency_limit=None)
 
-        def load(ref, quant, hardware, progress=gr.Progress()):
+        def load(ref, quant, hardware, request: gr.Request, progress=gr.Progress()):
+            owner_of(request, secret)  # with Sign in with HF on, only signed-in visitors change the model
             try:
                 loaded = pg.load(ref, quant, hardware, progress=lambda f, m: progress(f, desc=m), visitor=True)
             except Exception as exc:
@@ -325,9 +329,10 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
         load_btn.click(load, [model_box, quant_box, hw_box], [placement_md, footer], api_name="load",
                        concurrency_id="gpu")
 
-        def choose_where(where):
+        def choose_where(where, request: gr.Request):
             """Show the chosen panel; back to local runs at once if a local model is loaded (else the local
             panel says to load one)."""
+            owner_of(request, secret)
             msg = gr.skip()
             if where == LOCAL and pg.remote is not None:
                 try:
@@ -339,7 +344,8 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
         where_radio.change(choose_where, where_radio, [local_group, remote_group, footer, placement_md],
                            concurrency_limit=None, api_visibility="private")
 
-        def test_remote(url, key, timeout):
+        def test_remote(url, key, timeout, request: gr.Request):
+            owner_of(request, secret)
             try:
                 models = pg.test_remote(url, key, timeout, visitor=True)
             except Exception as exc:
@@ -351,7 +357,8 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
         test_btn.click(test_remote, [r_url, r_key, r_timeout], remote_md, concurrency_limit=None,
                        api_visibility="private")
 
-        def use_remote(url, model, key, timeout, switch):
+        def use_remote(url, model, key, timeout, switch, request: gr.Request):
+            owner_of(request, secret)
             try:
                 backend = pg.use_remote(url, model, key, timeout, switch, visitor=True)
             except Exception as exc:

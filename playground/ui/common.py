@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
+import time
+
+import gradio as gr
+
 from ..owner import COOKIE_NAME, verify
+
+SIGN_IN_FIRST = "Sign in with Hugging Face first (the button at the top of the page): this playground requires it."
+
+
+def hf_user(request) -> str | None:
+    """The Hugging Face username of a visitor signed in through OAuth, else None.
+
+    gradio keeps the OAuth result in a signed session cookie, read through the SessionMiddleware it
+    installs only when the page has a LoginButton (PLAYGROUND_HF_OAUTH)."""
+    session = _oauth_session(request)
+    info = (session or {}).get("oauth_info")
+    if not isinstance(info, dict) or float(info.get("expires_at") or 0) <= time.time():
+        return None
+    name = (info.get("userinfo") or {}).get("preferred_username")
+    return name if isinstance(name, str) and name else None
+
+
+def _oauth_session(request) -> dict | None:
+    raw = getattr(request, "request", None)
+    scope = getattr(raw, "scope", None)
+    return scope.get("session") if isinstance(scope, dict) else None
 
 
 def owner_of(request, secret: bytes) -> str:
@@ -14,6 +39,11 @@ def owner_of(request, secret: bytes) -> str:
     username = getattr(request, "username", None) if request is not None else None
     if isinstance(username, str) and username:
         return f"user:{username}"
+    if _oauth_session(request) is not None:  # Sign in with HF is on: no anonymous visitors
+        user = hf_user(request)
+        if user is None:
+            raise gr.Error(SIGN_IN_FIRST)
+        return f"hf:{user}"
     cookie = None
     if request is not None:
         try:

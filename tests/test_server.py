@@ -307,3 +307,15 @@ def test_public_mode_refuses_model_paths_but_not_presets(models_dir, tmp_path):
     with pytest.raises(Exception) as err:  # the operator's own choice is not limited (and fails offline here)
         pg.load("NousResearch/Hermes-4-14B", "nf4")
     assert "public" not in str(err.value)
+
+
+def test_public_endpoints_keep_their_names(server):
+    """A UI handler named like an endpoint (a batch panel's `stop`) must not push /stop to /stop_1."""
+    import re
+
+    import httpx
+
+    names = set(httpx.get(server.url + "/gradio_api/info", timeout=10).json()["named_endpoints"])
+    assert {"/run", "/stop", "/sessions", "/new_session", "/get_session", "/add_cell", "/run_cell",
+            "/stop_cell"} <= names
+    assert not [n for n in names if re.search(r"_\d+$", n)]

@@ -123,7 +123,7 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
         return import_report(rows, errors), t + 1
 
     batch_file.upload(do_import, [batch_file, sid, tick], [batch_md, tick], concurrency_limit=None,
-                      api_visibility="private")
+                      api_name="batch_import", api_visibility="private")
 
     def runner(sweep: bool):
         def go(session_id, size, budgets_text, only_text, request: gr.Request):
@@ -152,15 +152,16 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
 
     for btn, sweep in ((run_all_btn, False), (sweep_btn, True)):
         btn.click(runner(sweep), [sid, batch_size, budgets_box, only_box], batch_md, concurrency_id="gpu",
-                  api_visibility="private").then(lambda t: t + 1, tick, tick, concurrency_limit=None,
-                                                 api_visibility="private")
+                  api_name="batch_sweep" if sweep else "batch_run_all", api_visibility="private").then(
+            lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")
 
-    def stop(session_id, request: gr.Request):
+    def stop_batch(session_id, request: gr.Request):
         event = stops.get(_stop_key(request, session_id))
         if event is not None:
             event.set()
 
-    stop_btn.click(stop, sid, None, concurrency_limit=None, api_visibility="private")
+    # Explicit names: a handler named after a public endpoint (/stop, /run) would push it to /stop_1.
+    stop_btn.click(stop_batch, sid, None, concurrency_limit=None, api_name="batch_stop", api_visibility="private")
 
 
 def _run_code(pg):

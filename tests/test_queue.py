@@ -1,5 +1,6 @@
 """The run queue of the real server: visitors wait their turn in order, see their place, and can
-leave the queue before their run starts without touching the run in progress.
+leave the queue before their run starts without touching the run in progress (over the API; in the
+page, Stop does not yet reach a run that is still waiting: the xfail test at the end).
 
 Four visitors (four gradio_client connections, so four distinct owners) on the `server` fixture,
 which runs one generation at a time (max_concurrent_runs=1): A runs a long cell; B, C and D queue
@@ -92,3 +93,83 @@ def test_waiting_visitors_are_served_in_order_and_can_leave_the_queue(server):
         assert min(r.started_at for r in ran[b]) >= max(r.finished_at for r in ran[a])
         assert min(r.started_at for r in ran[d]) >= max(r.finished_at for r in ran[b])
         assert ran[a][0].generated_tokens == 160  # the saved run is whole too
+
+
+# --- the same in the page --------------------------------------------------------------------------
+
+def long_run_in_progress(server):
+    """Visitor A (an API client) holds the model with a long run; returns (client, cell id, job)."""
+    a = Visitor(server, "A", "Tell a long story about the sea.")
+    a.submit({"max_new_tokens": 1500, "min_new_tokens": 1500})
+    wait_for(lambda: any((u.get("standard") or {}).get("text") for u in a.job.outputs()), 120, "A's first tokens")
+    return a
+
+
+def page_of_new_visitor(browser, server, store):
+    """Visitor B in Chromium with its own owner cookie and one short prompt cell; returns (context, page, ids)."""
+    from playground.owner import COOKIE_NAME, load_secret, new_owner_id, sign
+
+    owner = new_owner_id()
+    session = store.create_session(owner, "waiting in the page")
+    short = {"standard": {"max_new_tokens": 8}, "reasoning": {"max_new_tokens": 8}}
+    cell = store.add_cell(owner, session.id, prompt="Name a colour.", settings=short)
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    context.add_cookies([{"name": COOKIE_NAME, "value": sign(owner, load_secret(server.home)), "url": server.url}])
+    page = context.new_page()
+    page.goto(f"{server.url}/?session={session.id}")
+    page.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
+    return context, page, (owner, session.id, cell.id)
+
+
+@pytest.fixture
+def server_store(server):
+    with open_store(server.home / "playground.db") as s:
+        yield s
+
+
+def executions(store, ids) -> int:
+    owner, session_id, _cell = ids
+    return len(store.get_session(owner, session_id).cells[0].executions)
+
+
+def test_the_page_shows_a_waiting_visitor_their_place_and_then_runs(browser, server, server_store):
+    a = long_run_in_progress(server)
+    context, page, ids = page_of_new_visitor(browser, server, server_store)
+    try:
+        cell = page.locator(".prompt-cell").first
+        cell.locator(".run-btn").click()
+        # gradio's queue line on the lane's status: "queue: 1/1 | 2.1s" (place / people waiting).
+        page.wait_for_function("el => /queue: 1\\/1/.test(el.innerText)",
+                               arg=cell.locator(".lane-standard").first.element_handle(), timeout=30_000)
+        assert executions(server_store, ids) == 0  # still waiting: nothing of B's has run
+        a.client.predict(a.cell, api_name="/stop_cell")
+        assert a.job.result(timeout=60)["standard"]["status"] == "stopped"
+        page.wait_for_function("el => /done/.test(el.innerText)",
+                               arg=cell.locator(".lane-standard .prose.lane-status").element_handle(), timeout=120_000)
+        assert executions(server_store, ids) == 1
+    finally:
+        a.client.predict(a.cell, api_name="/stop_cell")
+        context.close()
+
+
+@pytest.mark.xfail(strict=True, reason="Known gap: Stop reaches only a run that has started. cells.py's Stop calls "
+                   "pg.stop(run_key) and a queued event has no run yet, so the run starts when its turn comes "
+                   "(the same for /stop_cell). API clients can leave the queue with job.cancel() (tested above).")
+def test_stop_in_the_page_while_waiting_cancels_the_queued_run(browser, server, server_store):
+    a = long_run_in_progress(server)
+    context, page, ids = page_of_new_visitor(browser, server, server_store)
+    cell = page.locator(".prompt-cell").first
+    try:
+        cell.locator(".run-btn").click()
+        page.wait_for_function("el => /queue:/.test(el.innerText)",
+                               arg=cell.locator(".lane-standard").first.element_handle(), timeout=30_000)
+        cell.locator(".stop-btn").click()
+        page.wait_for_timeout(1000)
+        a.client.predict(a.cell, api_name="/stop_cell")
+        a.job.result(timeout=60)
+        page.wait_for_timeout(5000)  # B's turn has come and gone
+        assert executions(server_store, ids) == 0
+    finally:
+        a.client.predict(a.cell, api_name="/stop_cell")
+        cell.locator(".stop-btn").click()
+        context.close()

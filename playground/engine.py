@@ -116,6 +116,7 @@ class LaneResult:
     error: str | None = None
     t_end: float | None = None
     first_answer_time: float | None = None
+    count_source: str = "exact"  # a remote lane: "usage" | "tokenizer" | "estimate" (metrics.LaneMetrics)
 
 
 class _Decoder:

@@ -6,7 +6,7 @@ so time to first token includes the prefill.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class LaneMetrics:
     itl_p50_ms: float | None  # inter-token latency
     itl_p95_ms: float | None
     finish_reason: str | None
+    # Where the token counts come from: "exact" (the local engine saw every token), or for a remote
+    # endpoint "usage" (its report), "tokenizer" (counted here) or "estimate" (one per streamed chunk).
+    count_source: str | None = "exact"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,8 +66,10 @@ def lane_metrics(prompt_tokens: int, t_start: float, token_times: list[float], t
 
 def result_metrics(result) -> LaneMetrics:
     """Metrics of an engine LaneResult (or anything with the same fields)."""
-    return lane_metrics(result.prompt_tokens, result.t_start, result.token_times, result.token_kinds,
-                        result.forced, result.first_answer_time, result.t_end, result.finish_reason)
+    m = lane_metrics(result.prompt_tokens, result.t_start, result.token_times, result.token_kinds,
+                     result.forced, result.first_answer_time, result.t_end, result.finish_reason)
+    source = getattr(result, "count_source", "exact")
+    return m if source == "exact" else replace(m, count_source=source)
 
 
 def _ms(x: float | None) -> float | None:
@@ -76,6 +81,8 @@ def format_metrics(m: LaneMetrics) -> str:
     def s(x, unit="s", nd=2):
         return "–" if x is None else f"{x:.{nd}f} {unit}"
 
-    return (f"TTFT {s(m.ttft_s)} · first answer token {s(m.ttfat_s)} · reasoning {m.reasoning_tokens} / "
-            f"answer {m.answer_tokens} tokens · {s(m.decode_tok_s, 'tok/s', 1)} · "
+    approx = "≈" if m.count_source == "estimate" else ""  # counted one per streamed chunk, not in tokens
+    return (f"TTFT {s(m.ttft_s)} · first answer token {s(m.ttfat_s)} · reasoning {approx}{m.reasoning_tokens} / "
+            f"answer {approx}{m.answer_tokens} tokens{' (estimated)' if approx else ''} · "
+            f"{s(m.decode_tok_s, 'tok/s', 1)} · "
             f"ITL p50 {s(m.itl_p50_ms, 'ms', 0)} p95 {s(m.itl_p95_ms, 'ms', 0)} · {m.finish_reason or 'running'}")

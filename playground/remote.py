@@ -508,11 +508,15 @@ class RemoteRun:
                     list(self._finish(st, "stopped", "stopped", time.perf_counter(), None, tok))
 
     def _finish(self, st: _LaneState, status, reason, t, error, tok) -> Iterator[LaneUpdate]:
-        yield from st.finish(status, reason, t, error)
+        # The counts are settled before anyone hears the lane ended: a consumer that saves the lane on
+        # its "done" update (the notebook) must store the reconciled counts and their source.
+        updates = list(st.finish(status, reason, t, error))
         self.count_sources[st.result.lane] = source = st.reconcile_counts(tok)
+        st.result.count_source = source  # into the lane's stored metrics, so a saved run says it too
         if status == "done":  # a stopped or failed lane never gets a usage report: not the server's habit
             self.backend.last_count_source = source
         self.record["token_count_source"] = dict(self.count_sources)
+        yield from updates
 
 
 def _stream_lane(backend: RemoteBackend, lane: str, body: dict, q: queue.Queue, stop: threading.Event) -> None:

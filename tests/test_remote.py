@@ -154,6 +154,7 @@ def test_paired_run_streams_both_lanes_at_once_with_reasoning_as_think_text(serv
         assert r.prompt_tokens > 10 and all(t >= r.t_start for t in r.token_times)
     assert result_metrics(rsn).reasoning_tokens > 0 and result_metrics(std).answer_tokens > 0
     assert run.record["token_count_source"] == {"standard": "usage", "reasoning": "usage"}
+    assert {result_metrics(r).count_source for r in (std, rsn)} == {"usage"}
     assert run.record["backend"] == "remote" and "network time" in run.record["timing"]
 
 
@@ -380,6 +381,13 @@ def test_counts_without_usage_are_marked_estimates(faulty):
     run = backend.start(PROMPT, None, lanes())
     run.collect()
     assert run.record["token_count_source"] == {"standard": "estimate", "reasoning": "estimate"}
+    # The lane's metrics (what the store keeps and the cell shows) say so too, as "≈ … (estimated)".
+    from playground.metrics import format_metrics
+
+    for r in run.results.values():
+        m = result_metrics(r)
+        assert m.count_source == "estimate" and m.to_dict()["count_source"] == "estimate"
+        assert "≈" in format_metrics(m) and "estimated" in format_metrics(m)
 
 
 # --- rules without a server ----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import threading
@@ -214,6 +215,8 @@ def main() -> None:
                                      and set(ex.runs) == set(LANES))
     finally:
         server.stop()
+        # The converted model is 260 MB per run; the server log and the database stay for a look.
+        shutil.rmtree(home / "models", ignore_errors=True)
 
     waits = [w for v in visitors for w in v.waits]
     engine_s = [e for v in visitors for e in v.engine_s]

@@ -16,6 +16,7 @@ from .engine import LaneResult, LaneSettings, Run
 from .graders import Grade
 from .metrics import result_metrics
 from .service import LaneView, Playground
+from .store.db import StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,7 @@ class Notebook:
                         finished.add(lane)
                 if now - last_checkpoint >= CHECKPOINT_INTERVAL_S:
                     last_checkpoint = now
-                    for lane, r in run.results.items():
-                        if lane not in finished:
-                            self.store.checkpoint_run(run_ids[lane], **lane_payload(r))
+                    self._checkpoint(run, run_ids, finished)
                 yield views, run
         finally:
             run.stop()  # a no-op when the run already ended; stops it when the consumer went away
@@ -85,6 +84,17 @@ class Notebook:
                         r.status, r.finish_reason = "stopped", "stopped"
                     self._finish(run_ids[lane], r)
             self._grade(owner, cell_id, run_ids, run)
+
+    def _checkpoint(self, run: Run, run_ids: dict[str, str], finished: set[str]) -> None:
+        """Save the partial lanes. A checkpoint is insurance against a crash, not the result: a database
+        locked past its busy timeout costs this one and the run goes on (the finish writes everything).
+        A full disk does stop the run: nothing more could be kept, so generating on would be waste."""
+        try:
+            for lane, r in run.results.items():
+                if lane not in finished:
+                    self.store.checkpoint_run(run_ids[lane], **lane_payload(r))
+        except StoreBusy as exc:
+            log.warning("checkpoint skipped, the run goes on: %s", exc)
 
     def _grade(self, owner: str, cell_id: str, run_ids: dict[str, str], run: Run) -> dict[str, Grade]:
         """Grade each finished lane's answer against the cell's expected answer and cache the grade

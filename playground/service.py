@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 UI_UPDATE_INTERVAL_S = 0.1
 # The window of runs_per_visitor_per_hour.
 RATE_WINDOW_S = 3600.0
+MAX_WAITING_KEYS = 10_000  # queued-run markers kept; far above any queue_size
 
 
 def validate_prompt(prompt, max_chars: int) -> str:
@@ -68,6 +69,7 @@ class Playground:
         self._load_lock = threading.Lock()
         self._runs: dict[str, Run] = {}
         self._runs_lock = threading.Lock()
+        self._waiting: dict[str, bool] = {}  # run key -> stopped while queued (see mark_waiting)
         self._run_times: dict[str, list[float]] = {}  # owner -> monotonic start times within RATE_WINDOW_S
 
     # --- models -----------------------------------------------------------------------------
@@ -226,6 +228,8 @@ class Playground:
             if previous is not None:
                 previous.stop()
             self._runs[key] = run
+            if self._waiting.pop(key, False):  # Stop came while it was getting ready: it ends at once
+                run.stop()
         return run
 
     def _count_run(self, owner: str) -> None:
@@ -243,9 +247,29 @@ class Playground:
             recent.append(now)
             self._run_times[owner] = recent
 
+    def mark_waiting(self, key: str) -> None:
+        """A run for `key` was asked for and waits in the queue: a Stop before it starts cancels it."""
+        with self._runs_lock:
+            if len(self._waiting) >= MAX_WAITING_KEYS:  # abandoned tabs never take theirs: forget the oldest
+                self._waiting.pop(next(iter(self._waiting)))
+            self._waiting[key] = False
+
+    def cancelled_while_waiting(self, key: str) -> bool:
+        """Asked as the queued run's turn comes: True when Stop came first (then it must not start).
+        Otherwise the marker stays until start_run registers the run, so a Stop in between still lands."""
+        with self._runs_lock:
+            if self._waiting.get(key):
+                del self._waiting[key]
+                return True
+            return False
+
     def stop(self, key: str) -> bool:
+        """Stop the run in flight for `key`, or cancel the one still waiting for its turn."""
         with self._runs_lock:
             run = self._runs.get(key)
+            if run is None and key in self._waiting:
+                self._waiting[key] = True
+                return True
         if run is None:
             return False
         run.stop()

@@ -345,3 +345,28 @@ def test_disk_full_injected_mid_run_keeps_the_last_checkpoint(pg, tmp_path):
         assert {r.status for r in store.get_session(OWNER, session.id).cells[0].latest.runs.values()} == {
             "interrupted"}
     assert integrity(db) == "ok"
+
+
+def test_a_lock_held_past_the_busy_timeout_mid_run_costs_checkpoints_not_the_run(pg, tmp_path):
+    """Checkpoints that meet a lock longer than BUSY_TIMEOUT_S are skipped; the run finishes and is saved whole."""
+    db = tmp_path / "nb.db"
+    with open_store(db) as store:
+        nb = Notebook(pg, store)
+        session = store.create_session(OWNER, "t")
+        cell = store.add_cell(OWNER, session.id, prompt="Tell a long story.")
+        long = {lane: LaneSettings(max_new_tokens=300, min_new_tokens=300) for lane in ("standard", "reasoning")}
+        stream = nb.run_cell(OWNER, cell.id, "k", "Tell a long story.", None, long)
+        run = None
+        for _views, run in stream:
+            if any(r.token_ids for r in run.results.values()):
+                break
+        with locked(db, BUSY_TIMEOUT_S + 2):
+            for _views, run in stream:  # the checkpoints now wait out the busy timeout and give up
+                if run.finished:
+                    break
+        for _ in stream:
+            pass
+        saved = store.get_session(OWNER, session.id).cells[0].latest.runs
+        for lane, r in saved.items():
+            assert r.status == "done" and r.generated_tokens == len(run.results[lane].token_ids) == 300
+    assert integrity(db) == "ok"

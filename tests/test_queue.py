@@ -1,6 +1,6 @@
 """The run queue of the real server: visitors wait their turn in order, see their place, and can
-leave the queue before their run starts without touching the run in progress (over the API; in the
-page, Stop does not yet reach a run that is still waiting: the xfail test at the end).
+leave the queue before their run starts without touching the run in progress (over the API with
+job.cancel(); in the page with Stop, which cancels a run still waiting for its turn).
 
 Four visitors (four gradio_client connections, so four distinct owners) on the `server` fixture,
 which runs one generation at a time (max_concurrent_runs=1): A runs a long cell; B, C and D queue
@@ -152,9 +152,6 @@ def test_the_page_shows_a_waiting_visitor_their_place_and_then_runs(browser, ser
         context.close()
 
 
-@pytest.mark.xfail(strict=True, reason="Known gap: Stop reaches only a run that has started. cells.py's Stop calls "
-                   "pg.stop(run_key) and a queued event has no run yet, so the run starts when its turn comes "
-                   "(the same for /stop_cell). API clients can leave the queue with job.cancel() (tested above).")
 def test_stop_in_the_page_while_waiting_cancels_the_queued_run(browser, server, server_store):
     a = long_run_in_progress(server)
     context, page, ids = page_of_new_visitor(browser, server, server_store)

@@ -284,6 +284,9 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
     def run(prompt_v, system_v, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k, r_seed,
             r_budget_v, request: gr.Request):
         owner = owner_of(request, secret)
+        if pg.cancelled_while_waiting(run_key(request, k)):
+            gr.Info("Stopped before it started: the run was still waiting for its turn, and nothing was saved.")
+            return
         try:
             lanes = form_lanes((s_max, s_temp, s_top_p, s_top_k, s_seed), (r_max, r_temp, r_top_p, r_top_k, r_seed),
                                r_budget_v)
@@ -294,9 +297,14 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
         yield from _stream(stream, first, store, owner, session_id, k)
 
     # After the run, re-render from the store so the session summary and versions include it.
-    run_btn.click(run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id="gpu",
-                  # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
-                  show_progress="full", show_progress_on=[s_status, r_status], api_visibility="private").then(
+    def mark_waiting(request: gr.Request):
+        pg.mark_waiting(run_key(request, k))
+
+    # Unqueued, so it lands at the click: a Stop pressed while the run waits in the queue then cancels it.
+    run_btn.click(mark_waiting, None, None, queue=False, api_visibility="private", show_progress="hidden").then(
+        run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id="gpu",
+        # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
+        show_progress="full", show_progress_on=[s_status, r_status], api_visibility="private").then(
         lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")
 
     def stop(request: gr.Request):

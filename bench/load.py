@@ -4,15 +4,17 @@ another's sessions, and does the server do as much work for sixteen visitors as 
 Goals: runs_persisted = runs_requested (runs_lost = 0), runs_failed = 0, cross_owner_leaks = 0,
 throughput_tok_s ≥ single_visitor_tok_s (throughput_over_single ≥ 1).
 
-Starts the app on 127.0.0.1 with the embedded model (as users run it: the shipped queue settings
-unless --concurrency is given). Each simulated visitor is a gradio_client connection carrying its own
-signed owner cookie, fetched from the page as a browser gets it, so each is a distinct owner. A
-visitor makes a session of CELLS prompt cells and runs them one after another, as someone clicking
-Run on each would. First one visitor runs alone (single_visitor_tok_s), then the visitors run at
-once, one thread each (throughput_tok_s), then the lone visitor again (single_visitor_after_tok_s:
-how far the machine itself drifted meanwhile; the box is shared). Then every visitor lists its
-sessions, searches for the others' prompt text, and asks for every other visitor's session by id:
-anything it gets back that is not its own is a leak.
+Starts the app on 127.0.0.1 with the embedded model and PLAYGROUND_MAX_CONCURRENT_RUNS=4
+(--concurrency), so runs that wait together share one batched generate (playground/batching.py);
+then the same crowd again on a server that runs one at a time (max_concurrent_runs=1, the shipped
+default): batching_gain is the crowd's throughput batched over one at a time. Each simulated visitor
+is a gradio_client connection carrying its own signed owner cookie, fetched from the page as a
+browser gets it, so each is a distinct owner. A visitor makes a session of CELLS prompt cells and
+runs them one after another, as someone clicking Run on each would. First one visitor runs alone
+(single_visitor_tok_s), then the visitors run at once, one thread each (throughput_tok_s), then the
+lone visitor again (single_visitor_after_tok_s: how far the machine itself drifted meanwhile; the
+box is shared). Then every visitor lists its sessions, searches for the others' prompt text, and
+asks for every other visitor's session by id: anything it gets back that is not its own is a leak.
 
 wait_s, measured in the client: from submitting a run to the first streamed update that carries a
 token. It is what a visitor waits before text appears: the time queued behind the others plus this
@@ -36,7 +38,6 @@ import time
 from pathlib import Path
 
 from bench.common import ServerProcess, emit, machine, table
-from playground.config import Settings
 
 LANES = ("standard", "reasoning")
 POLL_S = 0.02  # how often a visitor looks at its run's updates: the resolution of wait_s
@@ -145,14 +146,35 @@ def in_threads(fn, items) -> list:
     return out
 
 
+def crowd(url: str, args, lanes) -> tuple[list[Visitor], float]:
+    """`args.visitors` visitors, each with its own identity, run their cells all at once: (visitors, wall s)."""
+    visitors = in_threads(lambda n: Visitor(url, f"v{n:02d}", args.cells), range(args.visitors))
+    start = threading.Barrier(len(visitors) + 1)
+
+    def go(v: Visitor) -> None:
+        start.wait()
+        v.run_all(lanes)
+
+    threads = [threading.Thread(target=go, args=(v,), name=v.name) for v in visitors]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    return visitors, time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--visitors", type=int, default=16)
     ap.add_argument("--cells", type=int, default=5, help="cells each visitor runs")
     ap.add_argument("--standard-tokens", type=int, default=16)
     ap.add_argument("--reasoning-tokens", type=int, default=24)
-    ap.add_argument("--concurrency", type=int, default=None,
-                    help="PLAYGROUND_MAX_CONCURRENT_RUNS for the server (default: the shipped setting)")
+    ap.add_argument("--concurrency", type=int, default=4,
+                    help="PLAYGROUND_MAX_CONCURRENT_RUNS for the server: runs waiting together share a batch")
+    ap.add_argument("--no-compare", action="store_true",
+                    help="skip the second crowd on a server that runs one at a time (the batching gain)")
     args = ap.parse_args()
     lanes = {"standard": {"max_new_tokens": args.standard_tokens, "min_new_tokens": args.standard_tokens},
              "reasoning": {"max_new_tokens": args.reasoning_tokens, "min_new_tokens": args.reasoning_tokens}}
@@ -178,21 +200,7 @@ def main() -> None:
         single_tok_s = alone.tokens / single_s
         single = {"tokens": alone.tokens, "waits": alone.waits, "engine_s": alone.engine_s}
 
-        visitors = in_threads(lambda n: Visitor(server.url, f"v{n:02d}", args.cells), range(args.visitors))
-        start = threading.Barrier(len(visitors) + 1)
-
-        def go(v: Visitor) -> None:
-            start.wait()
-            v.run_all(lanes)
-
-        threads = [threading.Thread(target=go, args=(v,), name=v.name) for v in visitors]
-        for t in threads:
-            t.start()
-        start.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        load_s = time.perf_counter() - t0
+        visitors, load_s = crowd(server.url, args, lanes)
         # The lone visitor again: on a shared machine the load of other programs drifts, and a rate
         # measured before and after the crowd shows how much of a difference is the machine's.
         alone.engine_s, alone.tokens, alone.waits = [], 0, []
@@ -215,8 +223,19 @@ def main() -> None:
                                      and set(ex.runs) == set(LANES))
     finally:
         server.stop()
-        # The converted model is 260 MB per run; the server log and the database stay for a look.
-        shutil.rmtree(home / "models", ignore_errors=True)
+    unbatched_tok_s = None
+    if not args.no_compare and args.concurrency > 1:
+        # The same crowd on a server that serves one run at a time: what batching the waiting runs gains.
+        server = ServerProcess(home, env={"PLAYGROUND_MAX_CONCURRENT_RUNS": "1",
+                                          "PLAYGROUND_DB": str(home / "unbatched.db")})
+        try:
+            server.wait_ready(timeout=300)
+            others, others_s = crowd(server.url, args, lanes)
+            unbatched_tok_s = sum(v.tokens for v in others) / others_s
+        finally:
+            server.stop()
+    # The converted model is 260 MB per run; the server logs and the databases stay for a look.
+    shutil.rmtree(home / "models", ignore_errors=True)
 
     waits = [w for v in visitors for w in v.waits]
     engine_s = [e for v in visitors for e in v.engine_s]
@@ -241,6 +260,9 @@ def main() -> None:
         {"check": "sessions owned by the wrong owner", "value": wrong_owner},
         {"check": "throughput / single visitor", "value": throughput / single_tok_s},
         {"check": "single visitor again, after the crowd: tok/s", "value": single_after_tok_s},
+        {"check": "same crowd, one run at a time: tok/s", "value": unbatched_tok_s or "-"},
+        {"check": "batching gain (crowd tok/s, batched / one at a time)",
+         "value": throughput / unbatched_tok_s if unbatched_tok_s else "-"},
     ]))
     for line in (failed + leaks)[:20]:
         print("  !", line)
@@ -251,6 +273,8 @@ def main() -> None:
           "throughput_tok_s": round(throughput, 2), "single_visitor_tok_s": round(single_tok_s, 2),
           "throughput_over_single": round(throughput / single_tok_s, 3), "runs_lost": requested - persisted,
           "single_visitor_after_tok_s": round(single_after_tok_s, 2),
+          "unbatched_throughput_tok_s": round(unbatched_tok_s, 2) if unbatched_tok_s else None,
+          "batching_gain": round(throughput / unbatched_tok_s, 3) if unbatched_tok_s else None,
           "single_wait_p50_s": round(statistics.median(single["waits"]), 3), "load_wall_s": round(load_s, 1),
           "engine_s_per_run_single": round(statistics.mean(single["engine_s"]), 3),
           "engine_s_per_run_load": round(statistics.mean(engine_s), 3) if engine_s else None,
@@ -258,7 +282,7 @@ def main() -> None:
           "engine_busy_load": round(sum(engine_s) / load_s, 3),
           "visitors": args.visitors, "cells_per_visitor": args.cells,
           "tokens_per_run": args.standard_tokens + args.reasoning_tokens,
-          "max_concurrent_runs": args.concurrency or Settings.model_fields["max_concurrent_runs"].default,
+          "max_concurrent_runs": args.concurrency,
           "pinned_cores": pinned, "machine": machine()})
 
 

@@ -83,7 +83,7 @@ ALLOWED: dict[str, str] = {
     "public": "true or false (1/0, yes/no)",
     "auth": "user:password pairs separated by commas, e.g. ann:pw1,bob:pw2",
     "hf_oauth": "true or false (unset: on when OAUTH_CLIENT_ID is set, as on a Space with hf_oauth: true)",
-    "max_concurrent_runs": "an integer ≥ 1",
+    "max_concurrent_runs": "an integer 1–64",
     "allowed_models": "preset keys separated by commas, from: " + ", ".join(PRESETS),
     "zero_gpu_duration_s": "an integer ≥ 1 (seconds)",
     "code_grading": "true or false (unset: on when private, off when public)",
@@ -124,7 +124,8 @@ class Settings(BaseSettings):
     # None: follow the Space. `hf_oauth: true` in the README front matter makes a Space set OAUTH_CLIENT_ID.
     hf_oauth: bool | None = Field(None, description="require a Hugging Face login (Sign in with HF) "
                                                     "(default: on when OAUTH_CLIENT_ID is set)")
-    max_concurrent_runs: int = Field(1, ge=1, description="paired runs on the model at the same time")
+    max_concurrent_runs: int = Field(1, ge=1, le=64, description="paired runs on the model at the same time: "
+                                                                 "runs waiting together share one batched generate")
     # NoDecode: read "a,b" as a comma list rather than as JSON.
     allowed_models: Annotated[list[str], NoDecode] = Field(
         default_factory=_all_presets, description="preset keys that may be loaded in public mode, comma separated")

@@ -151,10 +151,12 @@ class _Decoder:
 class _Row:
     """Generation-thread state of one batch row."""
 
-    def __init__(self, lane: str, prompt: LanePrompt, settings: LaneSettings, close_ids: list[int], device):
+    def __init__(self, lane: str, prompt: LanePrompt, settings: LaneSettings, close_ids: list[int], device,
+                 stop: threading.Event | None = None):
         import torch
 
         self.lane = lane
+        self.stop = stop  # this row's own Stop, when runs of several visitors share one generate
         self.settings = settings
         self.count = 0
         self.done = False
@@ -168,6 +170,10 @@ class _Row:
             # A budget of 0 on a prompt that already opened the reasoning closes it before any token.
             self.forcing = list(close_ids)
             self.budget_spent = True
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
 
 class LaneSampler:
@@ -236,8 +242,8 @@ class _Stopper:
 
         generated = input_ids.shape[1] - self.width
         stop_all = self.stop.is_set()
-        return torch.tensor([stop_all or r.done or generated >= r.settings.max_new_tokens for r in self.rows],
-                            device=input_ids.device)
+        return torch.tensor([stop_all or r.done or r.stopped or generated >= r.settings.max_new_tokens
+                             for r in self.rows], device=input_ids.device)
 
 
 class _Streamer:
@@ -259,6 +265,10 @@ class _Streamer:
         tokens = value.tolist()
         for i, (row, tok) in enumerate(zip(self.rows, tokens)):
             if row.done:
+                continue
+            if row.stopped:  # its visitor pressed Stop: the row ends here, the batch's other rows go on
+                row.done = True
+                self.q.put(("stopped", i, None, t, False))
                 continue
             row.count += 1
             forced = self.sampler.forced_flags[i]
@@ -326,15 +336,21 @@ class Run:
 
 
 class Engine:
-    """Runs lanes on one loaded model, one run at a time (a second run waits for the lock).
+    """Runs lanes on one loaded model. With max_batch_runs > 1, runs waiting for the model are
+    generated together (playground.batching); otherwise one at a time (a second waits for the lock).
     Satisfies playground.backend.Backend, as the remote backend does."""
 
     kind = "local"
 
-    def __init__(self, loaded):
+    def __init__(self, loaded, max_batch_runs: int = 1):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.lock = threading.Lock()
+        self.scheduler = None
+        if max_batch_runs > 1:
+            from .batching import RunScheduler
+
+            self.scheduler = RunScheduler(self, max_batch_runs)
         tok = self.tokenizer
         eos = loaded.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -358,10 +374,15 @@ class Engine:
         return Run(self, prompts, lanes)
 
     def _execute(self, run: Run) -> Iterator[LaneUpdate]:
+        if self.scheduler is not None:  # runs of several visitors may share one generate
+            yield from self.scheduler.execute(run)
+            return
         with self.lock:
             yield from self._execute_locked(run)
 
-    def _execute_locked(self, run: Run) -> Iterator[LaneUpdate]:
+    def _execute_locked(self, run: Run, row_stops: dict[str, threading.Event] | None = None) -> Iterator[LaneUpdate]:
+        """Generate every lane of `run` as one left-padded batch. `row_stops` (lane -> Event) lets
+        lanes stop one by one: the scheduler (batching.py) gives each visitor's rows their own Stop."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -372,7 +393,7 @@ class Engine:
         for lane in names:
             p = run.prompts[lane]
             close_ids = tok(p.close_text, add_special_tokens=False)["input_ids"] if p.close_text else []
-            rows.append(_Row(lane, p, run.settings[lane], close_ids, device))
+            rows.append(_Row(lane, p, run.settings[lane], close_ids, device, (row_stops or {}).get(lane)))
         # 1) left-pad the prompts so every row's next token is at the same position
         width = max(len(run.prompts[n].input_ids) for n in names)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -414,10 +435,12 @@ class Engine:
                     yield lanes[names[i]].on_token(payload, t, forced)
                 elif kind in ("eos", "length"):
                     yield from lanes[names[i]].finish("done", "stop" if kind == "eos" else "length", t)
+                elif kind == "stopped":
+                    yield from lanes[names[i]].finish("stopped", "stopped", t)
                 elif kind == "end":
-                    status, reason = ("stopped", "stopped") if run.stop_event.is_set() else ("done", "length")
-                    for st in lanes.values():
-                        yield from st.finish(status, reason, t)
+                    for row, st in zip(rows, lanes.values()):
+                        stopped = run.stop_event.is_set() or row.stopped
+                        yield from st.finish(*(("stopped", "stopped") if stopped else ("done", "length")), t)
                     break
                 elif kind == "error":
                     msg = self._explain(payload)
@@ -471,6 +494,7 @@ class _LaneState:
 
     def __init__(self, result: LaneResult, prompt: LanePrompt, tokenizer, skip_ids: set[int]):
         self.result = result
+        self.key = result.lane  # the row's key in this generate; a scheduler may rename result.lane
         self.decoder = _Decoder(tokenizer, skip_ids)
         self.parser = ThinkParser(prompt.starts_in_reasoning)
 
@@ -496,7 +520,7 @@ class _LaneState:
         r.answer += ad
         if ad.strip() and r.first_answer_time is None:
             r.first_answer_time = t
-        return LaneUpdate(r.lane, "token", t, text=text, reasoning=rd, answer=ad, **kw)
+        return LaneUpdate(self.key, "token", t, text=text, reasoning=rd, answer=ad, **kw)
 
     def finish(self, status: str, reason: str, t: float, error: str | None = None) -> Iterator[LaneUpdate]:
         r = self.result
@@ -510,7 +534,7 @@ class _LaneState:
                                 (delta.answer if delta else "") + last.answer)
             yield self._apply(tail, merged, t)
         r.status, r.finish_reason, r.error, r.t_end = status, reason, error, t
-        yield LaneUpdate(r.lane, "error" if status == "error" else "done", t, finish_reason=reason, error=error)
+        yield LaneUpdate(self.key, "error" if status == "error" else "done", t, finish_reason=reason, error=error)
 
 
 def generate_all(engine: Engine, prompt: str, system: str | None = None,

@@ -126,4 +126,4 @@ def new_engine(loaded, settings) -> Engine:
     """The engine for this host: generation inside spaces.GPU on ZeroGPU, in-process elsewhere."""
     if on_zero_gpu():
         return ZeroGpuEngine(loaded, settings.zero_gpu_duration_s)
-    return Engine(loaded)
+    return Engine(loaded, max_batch_runs=settings.max_concurrent_runs)

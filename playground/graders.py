@@ -33,7 +33,8 @@ MAX_EXPECTED_CHARS = 20_000  # a python test can be a page of asserts; an answer
 MAX_REGEX_CHARS = 500
 REGEX_TIMEOUT_S = 0.5  # a catastrophic pattern (e.g. (a+)+$) stops here instead of hanging the server
 MAX_TOLERANCE = 1e12
-DEFAULT_TOLERANCE = 1e-6
+DEFAULT_TOLERANCE = 1e-6  # absolute
+FLOAT_SLACK = 1e-12  # relative, for float rounding only
 MAX_GRADED_CHARS = 100_000  # only the answer's last this-many characters are read (final answers come last)
 CHOICE_LETTERS = "ABCDEFGHIJ"
 
@@ -238,7 +239,9 @@ def grade(spec: dict | str | None, expected: str | None, answer_text: str,
         if got is None:
             return Grade("fail", token, "could not read the number")
         tol = spec["tolerance"]
-        ok = abs(got - want) <= tol or (tol > 0 and math.isclose(got, want, rel_tol=tol))
+        # The tolerance is absolute: read as relative, 1e-6 would pass 999,999 for 1,000,000. The tiny
+        # relative slack only absorbs float rounding (0.1 + 0.2 read back as 0.30000000000000004).
+        ok = math.isclose(got, want, rel_tol=FLOAT_SLACK, abs_tol=tol)
         return Grade("pass" if ok else "fail", _show(got), f"{_show(got)} vs {_show(want)} (tolerance {tol:g})")
     if kind == "regex":
         try:

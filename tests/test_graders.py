@@ -134,3 +134,10 @@ def test_numbers_with_commas_read_back(n, prefix):
 def test_grading_never_raises_on_any_answer(text, kind):
     expected = {"exact": "x", "numeric": "1", "choice": "A", "regex": "a+"}[kind]
     assert grade(kind, expected, text).status in ("pass", "fail", "error")
+
+
+def test_the_tolerance_is_absolute_so_near_large_numbers_still_differ():
+    assert grade("numeric", "1000000", "999999").status == "fail"  # 1e-6 relative would have passed it
+    assert grade("numeric", "0.3", "0.30000000000000004").status == "pass"  # float rounding is not an error
+    assert grade({"kind": "numeric", "tolerance": 0.5}, "10", "10.4").status == "pass"
+    assert grade({"kind": "numeric", "tolerance": 0.5}, "10", "10.6").status == "fail"

@@ -19,11 +19,11 @@ asks for every other visitor's session by id: anything it gets back that is not 
 wait_s, measured in the client: from submitting a run to the first streamed update that carries a
 token. It is what a visitor waits before text appears: the time queued behind the others plus this
 run's own prefill and first token (about a run's TTFT, which the single-visitor phase shows alone).
-engine_busy is the share of the wall time the model spent generating (the server's own per-run
-time): near 1 means the queue never leaves the model idle, so a lower rate under load comes from
-slower generation, not from gaps. Tokens are counted from each lane's final metrics; both lanes
-generate exactly their max_new_tokens (min_new_tokens is set equal), so both phases do the same work
-per run.
+engine_busy is the sum of the runs' own generation times (the server's per-run time) over the wall
+time: near 1 when runs take turns and the queue never leaves the model idle; above 1 when runs share
+batches, by about the number of runs generated together. Tokens are counted from each lane's final
+metrics; both lanes generate exactly their max_new_tokens (min_new_tokens is set equal), so both
+phases do the same work per run.
 """
 
 from __future__ import annotations

@@ -38,21 +38,12 @@ import time
 from pathlib import Path
 
 from bench.common import ServerProcess, emit, machine, table
+from playground.metrics import percentile
 
 LANES = ("standard", "reasoning")
 POLL_S = 0.02  # how often a visitor looks at its run's updates: the resolution of wait_s
 PROMPTS = ["What is {i} + {i}?", "Name a colour that starts with the letter {c}.",
            "Give one word that rhymes with cat.", "Is {i} an even number?", "Say hello in French."]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
 class Visitor:

@@ -96,3 +96,24 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+JOB_POLL_S = 0.02  # well under the server's update interval (0.1 s): no update waits long unseen
+
+
+def follow(job, poll_s: float = JOB_POLL_S):
+    """Yield (receipt time, update) for each update of a gradio_client job, then return when it ends.
+
+    Polled rather than iterated: gradio_client's iterator waits in a 1 ms sleep loop, and on a
+    2-core box that spin takes CPU from the server being measured."""
+    seen = 0
+    while True:
+        done = job.done()
+        outputs = job.outputs()
+        now = time.perf_counter()
+        for update in outputs[seen:]:
+            yield now, update
+        seen = len(outputs)
+        if done:
+            return
+        time.sleep(poll_s)

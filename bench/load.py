@@ -37,11 +37,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import ServerProcess, emit, machine, table
+from bench.common import ServerProcess, emit, follow, machine, table
 from playground.metrics import percentile
 
 LANES = ("standard", "reasoning")
-POLL_S = 0.02  # how often a visitor looks at its run's updates: the resolution of wait_s
 PROMPTS = ["What is {i} + {i}?", "Name a colour that starts with the letter {c}.",
            "Give one word that rhymes with cat.", "Is {i} an even number?", "Say hello in French."]
 
@@ -76,13 +75,9 @@ class Visitor:
                 job = self.client.submit(cell, prompt, "", lanes["standard"], lanes["reasoning"],
                                          api_name="/run_cell")
                 first = None
-                # Polled every POLL_S rather than iterated: gradio_client's iterator waits in a 1 ms
-                # sleep loop, and sixteen of those would take CPU from the server they measure.
-                while not job.done():
-                    outs = job.outputs()
-                    if first is None and outs and any((outs[-1].get(lane) or {}).get("text") for lane in LANES):
-                        first = time.perf_counter() - t0
-                    time.sleep(POLL_S)
+                for now, update in follow(job):
+                    if first is None and any((update.get(lane) or {}).get("text") for lane in LANES):
+                        first = now - t0
                 final = job.result()
                 statuses = {final[lane]["status"] for lane in LANES}
                 if statuses != {"done"}:

@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ServerProcess, emit, machine, table
+from bench.common import ServerProcess, emit, follow, machine, table
 
-CLIENT_POLL_S = 0.02  # well under the server's update interval (0.1 s): no update waits long unseen
 PROMPT = "Write a long, detailed essay about the history of the sea and the ships that sailed it."
 
 
@@ -49,23 +48,15 @@ def as_engine(pinned: bool) -> None:
 
 
 def stream_once(client, cell_id: str, std: dict, rsn: dict) -> tuple[float, float, int]:
-    """One streamed run of the cell: (client tok/s, the server engine's tok/s, updates received).
-    Polled every CLIENT_POLL_S rather than iterated: gradio_client's iterator wakes every
-    millisecond, and on a 2-core box that spin takes CPU from the server being measured."""
+    """One streamed run of the cell: (client tok/s, the server engine's tok/s, updates received)."""
     job = client.submit(cell_id, PROMPT, "", std, rsn, api_name="/run_cell")
     points: list[tuple[float, int]] = []
     updates = 0
-    while True:
-        outputs = job.outputs()
-        now = time.perf_counter()
-        for update in outputs[updates:]:
-            m = (update.get("reasoning") or {}).get("metrics")
-            if m and m.get("generated_tokens"):
-                points.append((now, m["generated_tokens"]))
-        updates = len(outputs)
-        if job.done() and len(job.outputs()) == updates:
-            break
-        time.sleep(CLIENT_POLL_S)
+    for now, update in follow(job):
+        updates += 1
+        m = (update.get("reasoning") or {}).get("metrics")
+        if m and m.get("generated_tokens"):
+            points.append((now, m["generated_tokens"]))
     final = job.outputs()[-1]
     assert final["reasoning"]["status"] == "done", final["reasoning"]["status"]
     return rate(points), final["reasoning"]["metrics"]["decode_tok_s"], updates

@@ -489,6 +489,15 @@ class Engine:
         }
 
 
+def add_text(r: LaneResult, text: str, reasoning: str, answer: str, t: float) -> None:
+    """Append one step's text to a lane; the first non-blank answer text marks time to first answer."""
+    r.text += text
+    r.reasoning += reasoning
+    r.answer += answer
+    if answer.strip() and r.first_answer_time is None:
+        r.first_answer_time = t
+
+
 class _LaneState:
     """Consumer-side state of one lane: decoding, think parsing and the accumulating result."""
 
@@ -512,14 +521,9 @@ class _LaneState:
         return self._apply(text, delta, t, token_ids=(token_id,), forced=forced, token_kind=kind)
 
     def _apply(self, text, delta, t, **kw) -> LaneUpdate:
-        r = self.result
-        r.text += text
         rd = delta.reasoning if delta else ""
         ad = delta.answer if delta else ""
-        r.reasoning += rd
-        r.answer += ad
-        if ad.strip() and r.first_answer_time is None:
-            r.first_answer_time = t
+        add_text(self.result, text, rd, ad, t)
         return LaneUpdate(self.key, "token", t, text=text, reasoning=rd, answer=ad, **kw)
 
     def finish(self, status: str, reason: str, t: float, error: str | None = None) -> Iterator[LaneUpdate]:

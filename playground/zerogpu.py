@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import on_zero_gpu, zero_gpu_wrap
-from .engine import Engine, LaneResult, LaneUpdate, Run
+from .engine import Engine, LaneResult, LaneUpdate, Run, add_text
 
 STOP_POLL_S = 0.05  # how often the worker looks for the stop flag: well under the one-second stop promise
 
@@ -58,16 +58,12 @@ def _generate_in_worker(prompts: dict, settings: dict, stop_flag: str) -> Iterat
 def mirror(result: LaneResult, u: LaneUpdate) -> None:
     """Apply one update to a LaneResult the way the engine built it on the other side."""
     if u.kind == "token":
-        result.text += u.text
-        result.reasoning += u.reasoning
-        result.answer += u.answer
+        add_text(result, u.text, u.reasoning, u.answer, u.t)
         for tok in u.token_ids:
             result.token_ids.append(tok)
             result.token_times.append(u.t)
             result.token_kinds.append(u.token_kind)
             result.forced.append(u.forced)
-        if u.answer.strip() and result.first_answer_time is None:
-            result.first_answer_time = u.t
         return
     status = "error" if u.kind == "error" else "stopped" if u.finish_reason == "stopped" else "done"
     result.status, result.finish_reason, result.error, result.t_end = status, u.finish_reason, u.error, u.t

@@ -28,7 +28,7 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     import gradio as gr
 
     from .routes import add_share_routes
-    from .ui import create_app
+    from .ui import create_app, enable_queue
 
     api = FastAPI(title="Reasoning playground", docs_url=None, redoc_url=None)
 
@@ -57,7 +57,7 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     add_share_routes(api, store, secret)
     demo = create_app(pg, store, secret)
     # One generation at a time on the model: runs share the "gpu" pool and wait their turn.
-    demo.queue(default_concurrency_limit=pg.settings.max_concurrent_runs, max_size=pg.settings.queue_size)
+    enable_queue(demo, pg.settings.max_concurrent_runs, pg.settings.queue_size)
     from .ui.app import CSS
 
     # With PLAYGROUND_AUTH the page asks for a login; share pages (plain routes above) stay readable.

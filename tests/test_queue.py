@@ -170,3 +170,49 @@ def test_stop_in_the_page_while_waiting_cancels_the_queued_run(browser, server, 
         a.client.predict(a.cell, api_name="/stop_cell")
         cell.locator(".stop-btn").click()
         context.close()
+
+
+def test_the_idle_queue_sleeps_between_looks_instead_of_spinning():
+    """gradio's queue looks for new events every 1 ms and for progress every 10 ms, even with nothing
+    to do, which costs the generate thread on a small machine. enable_queue slows both loops down;
+    counted here over half a second of gradio's own loops (upper bounds: a slow machine counts fewer)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
+
+    import gradio as gr
+    from gradio import queueing
+
+    from playground.ui.app import PROGRESS_POLL_S, QUEUE_POLL_S, enable_queue
+
+    with gr.Blocks() as demo:
+        gr.Markdown("idle")
+    enable_queue(demo, concurrency=1, max_size=8)
+    queue = demo._queue
+    real_sleep = asyncio.sleep
+    naps: list[float] = []
+
+    class CountingAsyncio:
+        """gradio's queueing module sees this as `asyncio`: its sleeps are counted, the rest is asyncio."""
+
+        def __getattr__(self, name):
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def sleep(delay, *args, **kwargs):
+            naps.append(delay)
+            await real_sleep(delay, *args, **kwargs)
+
+    async def idle_for(seconds: float):
+        with mock.patch.object(queueing, "asyncio", CountingAsyncio()):
+            loops = [asyncio.create_task(queue.start_processing()), asyncio.create_task(queue.start_progress_updates())]
+            await real_sleep(seconds)
+            queue.stopped = True
+            await asyncio.wait(loops, timeout=2)
+
+    # In a thread of its own: other tests' clients may leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, idle_for(0.5)).result(timeout=30)
+    assert queue.max_size == 8
+    assert naps and set(naps) <= {QUEUE_POLL_S, PROGRESS_POLL_S}, set(naps)
+    assert len(naps) <= 0.5 / QUEUE_POLL_S + 0.5 / PROGRESS_POLL_S + 4, len(naps)

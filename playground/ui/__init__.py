@@ -1,5 +1,5 @@
 """The only package that imports gradio."""
 
-from .app import create_app
+from .app import create_app, enable_queue
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "enable_queue"]

@@ -18,7 +18,7 @@ from .engine import Engine, LaneSettings, Run, validate_settings
 from .errors import InvalidInput, NoModelLoaded, PlaygroundError, check_encodable
 from .loading import LoadedModel, load_config, load_model, plan_for, resolve
 from .memory import GB, MemoryPlan, parse_hardware
-from .metrics import result_metrics
+from .metrics import RunningMetrics
 from .remote import RemoteBackend, RemoteConfig, list_models, normalize_base_url
 from .zerogpu import new_engine
 
@@ -290,14 +290,15 @@ class Playground:
         slow browser never slows generation down."""
         last = 0.0
         spent: list[float] = []  # time the consumer took per update (gradio's diff and send)
+        live: dict[str, RunningMetrics] = {}
         try:
             for update in run:
                 now = time.perf_counter()
                 if update.kind != "token" or now - last >= UI_UPDATE_INTERVAL_S:
                     last = now
-                    yield self.views(run)
+                    yield self.views(run, live)
                     spent.append(time.perf_counter() - now)
-            yield self.views(run)
+            yield self.views(run, live)
             log_stream_stats(run, spent)
         finally:
             with self._runs_lock:
@@ -305,10 +306,12 @@ class Playground:
                     del self._runs[key]
 
     @staticmethod
-    def views(run: Run) -> dict[str, LaneView]:
+    def views(run: Run, live: dict[str, RunningMetrics]) -> dict[str, LaneView]:
+        """Every lane's view; `live` keeps each lane's metrics counted so far between calls."""
         out = {}
         for lane, r in run.results.items():
-            metrics = result_metrics(r).to_dict() if r.token_times or r.status != "running" else None
+            tracker = live.setdefault(lane, RunningMetrics())
+            metrics = tracker.of(r).to_dict() if r.token_times or r.status != "running" else None
             out[lane] = LaneView(r.status, r.text, r.reasoning, r.answer, metrics)
         return out
 

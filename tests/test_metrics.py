@@ -1,9 +1,12 @@
 """Metrics are pure functions of timestamps: checked on hand-made timelines."""
 
+from itertools import cycle
+from types import SimpleNamespace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.metrics import format_metrics, lane_metrics, percentile
+from playground.metrics import RunningMetrics, format_metrics, lane_metrics, percentile, result_metrics
 
 
 def test_percentile_interpolates():
@@ -40,3 +43,48 @@ def test_rates_follow_the_gaps(gaps):
     m = lane_metrics(1, 0.0, times, ["answer"] * len(times))
     assert abs(m.decode_tok_s - len(gaps) / (times[-1] - times[0])) < 1e-6
     assert min(gaps) * 1000 - 1e-6 <= m.itl_p50_ms <= m.itl_p95_ms <= max(gaps) * 1000 + 1e-6
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 0.5), st.sampled_from(["reasoning", "answer"]), st.booleans()),
+                max_size=60),
+       st.lists(st.integers(1, 12), min_size=1, max_size=20), st.booleans())
+def test_running_metrics_equal_a_full_recount_at_every_step(tokens, steps, finished):
+    """The UI's live metrics (counted token by token as the lane grows) are exactly what a full
+    recount of the same lane gives, after any split of its growth into updates."""
+
+    def recount(lane):
+        return lane_metrics(lane.prompt_tokens, lane.t_start, lane.token_times, lane.token_kinds, lane.forced,
+                            lane.first_answer_time, lane.t_end, lane.finish_reason)
+
+    lane = SimpleNamespace(prompt_tokens=7, t_start=1.0, token_times=[], token_kinds=[], forced=[],
+                           first_answer_time=None, t_end=None, finish_reason=None)
+    live = RunningMetrics()
+    t, i, cuts = 1.2, 0, cycle(steps)
+    while i < len(tokens):
+        for gap, kind, forced in tokens[i:i + next(cuts)]:
+            t += gap
+            lane.token_times.append(t)
+            lane.token_kinds.append(kind)
+            lane.forced.append(forced)
+            if kind == "answer" and lane.first_answer_time is None:
+                lane.first_answer_time = t
+        i = len(lane.token_times)
+        assert live.of(lane) == recount(lane)
+    if finished:
+        lane.t_end, lane.finish_reason = t + 0.1, "stop"
+    assert live.of(lane) == recount(lane) == result_metrics(lane)
+    assert live.of(lane).generated_tokens == len(tokens)
+
+
+def test_running_metrics_count_only_what_every_list_already_holds():
+    """Another thread appends a running lane's time before its kind: a read in between counts the
+    token once both are there, never a time without its kind."""
+    lane = SimpleNamespace(prompt_tokens=1, t_start=0.0, token_times=[0.1, 0.2, 0.3], token_kinds=["answer"] * 2,
+                           forced=[False, False], first_answer_time=0.1, t_end=None, finish_reason=None)
+    live = RunningMetrics()
+    assert live.of(lane).generated_tokens == 2
+    lane.token_kinds.append("answer")
+    lane.forced.append(True)
+    m = live.of(lane)
+    assert (m.generated_tokens, m.answer_tokens, m.forced_tokens) == (3, 3, 1)
+    assert m == result_metrics(lane) == lane_metrics(1, 0.0, lane.token_times, lane.token_kinds, lane.forced, 0.1)

@@ -7,8 +7,9 @@ lane makes 1,500 tokens through gradio_client, and compares the tokens/s the cli
 with the engine alone generating the same tokens in this process. The server logs what each UI
 update cost it (time between handing an update to gradio and being asked for the next), early
 and late in the run: that is where a UI that re-sends whole texts shows. Streamed runs and
-engine-alone runs alternate (--repeats, default 3) and the figures are their medians: on a shared
-2-core machine a single pair of runs swings by ±10%.
+engine-alone runs alternate (--repeats, default 3) after one short warm-up run of each, and the
+figures are their medians: on a shared 2-core machine a single pair of runs swings by ±10%. It also
+reports the CPU the idle server takes (gradio's queue loops), which is CPU the engine does not get.
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def engine_once(engine, std: dict, rsn: dict) -> float:
     return (len(r.token_ids) - 1) / (r.token_times[-1] - r.token_times[0])
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_pct(pid: int, seconds: float = 5.0) -> float | None:
+    """Percent of one core a process takes while nobody asks it for anything."""
+    if not Path(f"/proc/{pid}/stat").exists():
+        return None
+    before = process_cpu_s(pid)
+    time.sleep(seconds)
+    return 100 * (process_cpu_s(pid) - before) / seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tokens", type=int, default=1500, help="reasoning-lane tokens")
@@ -96,6 +112,14 @@ def main() -> None:
         client = Client(server.url, verbose=False)
         session = client.predict("stream bench", api_name="/new_session")
         cell = client.predict(session["id"], PROMPT, "", api_name="/add_cell")
+        # Warm-up: a process's first generate pays one-time costs (kernel selection, allocator growth).
+        short = {"max_new_tokens": 64, "min_new_tokens": 64}
+        as_client(pinned)
+        stream_once(client, cell["id"], short, short)
+        as_engine(pinned)
+        engine_once(engine, short, short)
+        time.sleep(1.0)
+        idle_pct = idle_cpu_pct(server.proc.pid)
         # Interleaved, so drift on a shared machine falls on both sides alike; medians drop the odd run.
         for i in range(args.repeats):
             as_client(pinned)
@@ -134,6 +158,7 @@ def main() -> None:
         {"measure": "efficiency (client / engine, medians)", "value": efficiency},
         {"measure": "median late/early server ms per update", "value": med(ratios) if ratios else "-"},
         {"measure": "engine in the server, not streamed tok/s", "value": unstreamed_tok_s},
+        {"measure": "idle server CPU, % of one core", "value": "-" if idle_pct is None else idle_pct},
     ]))
     emit({"engine_tok_s": round(engine_tok_s, 2), "client_tok_s": round(client_tok_s, 2),
           "server_engine_tok_s": round(server_tok_s, 2), "efficiency": round(efficiency, 3),
@@ -144,6 +169,7 @@ def main() -> None:
           "late_update_ms": round(med([r["late_ms"] for r in rows]), 3),
           "late_over_early": round(med(ratios), 3) if ratios else None,
           "late_over_early_runs": [round(x, 3) for x in ratios], "repeats": args.repeats,
+          "idle_server_cpu_pct": None if idle_pct is None else round(idle_pct, 2),
           "updates": rows[-1]["updates"], "reasoning_tokens": args.tokens, "pinned_cores": pinned,
           "machine": machine()})
 

@@ -55,7 +55,7 @@ def test_run_a_cell_and_see_both_lanes_charts_and_folding(page):
     page.wait_for_timeout(500)
     assert cell.locator(".lane-standard .prose.lane-answer").inner_text().strip()
     assert re.search(r"TTFT \d", lane_status(cell, "standard"))
-    trace = cell.locator(".lane-reasoning pre.trace")
+    trace = cell.locator(".lane-reasoning .prose.reasoning-trace")
     assert trace.inner_text().strip()
     # charts: the three per-cell plots are drawn by plotly in the page
     page.wait_for_function("() => document.querySelectorAll('.prompt-cell .js-plotly-plot').length >= 3",

@@ -125,7 +125,7 @@ def test_hostile_prompts_and_model_output_show_as_inert_text(browser, server, st
         assert first.locator(".cell-prompt textarea").input_value() == f"Loaded. {HOSTILE}"
         assert HOSTILE in first.locator("textarea").nth(1).input_value()
         assert page.locator("#session-title textarea, #session-title input").first.input_value() == session.title
-        assert first.locator(".lane-reasoning pre.trace").inner_text() == f"Thinking. {HOSTILE}"
+        assert first.locator(".lane-reasoning .prose.reasoning-trace").inner_text() == f"Thinking. {HOSTILE}"
         for lane in ("standard", "reasoning"):
             answer = first.locator(f".lane-{lane} .prose.lane-answer").inner_text()
             status = first.locator(f".lane-{lane} .prose.lane-status").inner_text()

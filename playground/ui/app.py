@@ -30,7 +30,8 @@ from .views import EXAMPLES
 
 CSS = """
 .cell { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px; margin-bottom: 12px; }
-.trace { white-space: pre-wrap; font-size: 0.9em; max-height: 420px; overflow-y: auto; margin: 0; }
+.prose.reasoning-trace { white-space: pre-wrap; font-family: var(--font-mono); font-size: 0.9em; max-height: 420px;
+                         overflow-y: auto; margin: 0; }
 .lane-answer { min-height: 2em; }
 """
 

@@ -49,10 +49,14 @@ def status_line(lane: str, shown: LaneShown) -> str:
 
 
 def reasoning_html(text: str) -> str:
-    """The thinking trace, verbatim and escaped (gr.Markdown would drop <think> and render HTML)."""
+    """The thinking trace, verbatim and escaped (gr.Markdown would drop <think> and render HTML).
+
+    Only the escaped text, laid out by the component's CSS (.reasoning-trace): a value that grows only
+    at its end reaches the browser as appends, since gradio sends each streamed update as a diff
+    against the last. A closing tag after the text made every update re-send the whole trace."""
     if not text:
         return "<div class='trace-empty'>no reasoning</div>"
-    return f"<pre class='trace'>{html.escape(text)}</pre>"
+    return html.escape(text)
 
 
 # Fenced code blocks and inline code spans, which the Markdown renderer already shows as text. Only

@@ -4,12 +4,11 @@ the real model loaded once per quantization."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from bench.common import ServerProcess
+from bench.common import CHROMIUM, CHROMIUM_ARGS, ServerProcess
 
 # No test may reach a model hub: every machine that runs them is offline.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -65,12 +64,6 @@ def server(models_dir, home):
     finally:
         srv.stop()
 
-
-# Debian's chromium, driven by Playwright. The flags keep it from reaching out to the network,
-# which is closed on every machine that runs the tests.
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,139 @@
+"""python -m bench.page: does the notebook page hold generation back at long outputs?
+
+bench.stream measures the API a script uses; this measures the page people use. It starts the app
+on 127.0.0.1, opens the notebook in headless Chromium (Debian's chromium, through Playwright), runs
+one cell whose reasoning lane makes 1,500 tokens, and reads:
+- the engine's tokens/s in the server during the streamed run, against the same engine alone in this
+  process (efficiency; runs alternate, --repeats, and the figures are medians);
+- the bytes the page received per second in the first and the last fifth of the run (Chrome's
+  DevTools network events): growing text that is sent as appends keeps the late rate near the early
+  one, where re-sending whole texts makes it grow with the text;
+- the server's time per UI update early and late (its "stream stats" log line).
+Charts are redrawn every few seconds and at the end with every token, so some growth of the late
+byte rate is expected from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import CHROMIUM, CHROMIUM_ARGS, ServerProcess, emit, machine, table
+from bench.stream import PROMPT, as_client, as_engine, engine_once
+
+STATUS = ".lane-{lane} .prose.lane-status"
+
+
+def set_tokens(cell, lane_index: int, tokens: int) -> None:
+    """Lane settings are two columns of numbers (standard first); open them and set max_new_tokens."""
+    if not cell.locator("input[type=number]").first.is_visible():
+        cell.locator(".label-wrap", has_text="Lane settings").click()
+    field = cell.get_by_label("max_new_tokens", exact=True).nth(lane_index)
+    field.fill(str(tokens))
+    field.press("Tab")
+
+
+def wait_status(cell, lane: str, pattern: str, timeout_s: float) -> str:
+    cell.page.wait_for_function("([el, pat]) => new RegExp(pat).test(el.innerText)",
+                                arg=[cell.locator(STATUS.format(lane=lane)).element_handle(), pattern],
+                                timeout=timeout_s * 1000)
+    return cell.locator(STATUS.format(lane=lane)).inner_text()
+
+
+def page_once(browser, url: str, tokens: int) -> dict:
+    """One run of a fresh cell in a fresh page: the page's figures and the reasoning lane's status line."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    try:
+        page = context.new_page()
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        received: list[tuple[float, int]] = []
+        cdp.on("Network.dataReceived", lambda e: received.append((time.perf_counter(), e["dataLength"])))
+        page.goto(url + "/")
+        page.wait_for_selector(".prompt-cell .run-btn", timeout=120_000)
+        cell = page.locator(".prompt-cell").first
+        cell.locator(".cell-prompt textarea").fill(PROMPT)
+        set_tokens(cell, 0, 32)
+        set_tokens(cell, 1, tokens)
+        received.clear()
+        t0 = time.perf_counter()
+        cell.locator(".run-btn").click()
+        wait_status(cell, "reasoning", "running", 300)
+        status = wait_status(cell, "reasoning", "done|stopped|error", 900)
+        wall = time.perf_counter() - t0
+        fifth = wall / 5
+        early = sum(n for t, n in received if t < t0 + fifth) / fifth
+        late = sum(n for t, n in received if t > t0 + 4 * fifth) / fifth
+        m = re.search(r"([\d.]+) tok/s", status)
+        return {"status": status, "tok_s": float(m.group(1)) if m else None, "wall_s": wall,
+                "bytes": sum(n for _, n in received), "early_kb_s": early / 1000, "late_kb_s": late / 1000}
+    finally:
+        context.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--tokens", type=int, default=1500, help="reasoning-lane max tokens")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    std = {"max_new_tokens": 32, "min_new_tokens": 32}
+    rsn = {"max_new_tokens": args.tokens, "min_new_tokens": args.tokens}
+    home = Path(tempfile.mkdtemp(prefix="bench-page-"))
+    server = ServerProcess(home, env={"PLAYGROUND_MAX_NEW_TOKENS": str(max(args.tokens, 8192))})
+    pinned = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+    rows = []
+    try:
+        server.wait_ready(timeout=300)
+        from playwright.sync_api import sync_playwright
+
+        from playground.engine import Engine
+        from playground.loading import load_model
+
+        engine = Engine(load_model("embedded", "nf4", models_dir=home / "models"))
+        engine_once(engine, {"max_new_tokens": 64}, {"max_new_tokens": 64})  # warm-up
+        # The browser stands in for a visitor's machine: started while this process keeps to the client's
+        # core, its processes stay there when this process later runs the engine-alone runs on every core.
+        as_client(pinned)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page_once(browser, server.url, 64)  # warm-up: the server's first generate and the page's assets
+            for i in range(args.repeats):
+                as_client(pinned)
+                got = page_once(browser, server.url, args.tokens)
+                time.sleep(1.0)
+                stats = re.findall(r"stream stats: updates=(\d+) tokens=(\d+) early_update_ms=([\d.]+) "
+                                   r"late_update_ms=([\d.]+)", server.log_path.read_text())
+                updates, _tokens, early_ms, late_ms = stats[-1]
+                as_engine(pinned)
+                alone = engine_once(engine, std, rsn)
+                rows.append({"run": i + 1, "engine_alone_tok_s": alone, "page_tok_s": got["tok_s"],
+                             "efficiency": got["tok_s"] / alone, "updates": int(updates),
+                             "early_ms": float(early_ms), "late_ms": float(late_ms),
+                             "early_kb_s": got["early_kb_s"], "late_kb_s": got["late_kb_s"],
+                             "mb": got["bytes"] / 1e6})
+            browser.close()
+    finally:
+        server.stop()
+
+    med = statistics.median
+
+    def m(key):
+        return med(r[key] for r in rows)
+
+    print(table(rows))
+    emit({"efficiency": round(m("efficiency"), 3), "engine_tok_s": round(m("engine_alone_tok_s"), 2),
+          "page_tok_s": round(m("page_tok_s"), 2), "early_update_ms": round(m("early_ms"), 3),
+          "late_update_ms": round(m("late_ms"), 3), "late_over_early": round(m("late_ms") / m("early_ms"), 3),
+          "early_kb_s": round(m("early_kb_s"), 1), "late_kb_s": round(m("late_kb_s"), 1),
+          "late_over_early_bytes": round(m("late_kb_s") / m("early_kb_s"), 2), "mb_received": round(m("mb"), 2),
+          "updates": rows[-1]["updates"], "reasoning_tokens": args.tokens, "repeats": args.repeats,
+          "machine": machine()})
+
+
+if __name__ == "__main__":
+    main()

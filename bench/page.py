@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.common import CHROMIUM, CHROMIUM_ARGS, ServerProcess, emit, machine, table
-from bench.stream import PROMPT, as_client, as_engine, engine_once
+from bench.stream import PROMPT, as_client, as_engine, engine_once, last_stream_stats
 
 STATUS = ".lane-{lane} .prose.lane-status"
 
@@ -106,14 +106,12 @@ def main() -> None:
                 as_client(pinned)
                 got = page_once(browser, server.url, args.tokens)
                 time.sleep(1.0)
-                stats = re.findall(r"stream stats: updates=(\d+) tokens=(\d+) early_update_ms=([\d.]+) "
-                                   r"late_update_ms=([\d.]+)", server.log_path.read_text())
-                updates, _tokens, early_ms, late_ms = stats[-1]
+                updates, early_ms, late_ms = last_stream_stats(server)
                 as_engine(pinned)
                 alone = engine_once(engine, std, rsn)
                 rows.append({"run": i + 1, "engine_alone_tok_s": alone, "page_tok_s": got["tok_s"],
-                             "efficiency": got["tok_s"] / alone, "updates": int(updates),
-                             "early_ms": float(early_ms), "late_ms": float(late_ms),
+                             "efficiency": got["tok_s"] / alone, "updates": updates,
+                             "early_ms": early_ms, "late_ms": late_ms,
                              "early_kb_s": got["early_kb_s"], "late_kb_s": got["late_kb_s"],
                              "mb": got["bytes"] / 1e6})
             browser.close()

@@ -48,6 +48,14 @@ def as_engine(pinned: bool) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, 0)
 
 
+def last_stream_stats(server: ServerProcess) -> tuple[int, float, float]:
+    """(updates, early ms, late ms per update) from the server's last "stream stats" log line."""
+    stats = re.findall(r"stream stats: updates=(\d+) tokens=(\d+) early_update_ms=([\d.]+) "
+                       r"late_update_ms=([\d.]+)", server.log_path.read_text())
+    updates, _tokens, early_ms, late_ms = stats[-1]
+    return int(updates), float(early_ms), float(late_ms)
+
+
 def stream_once(client, cell_id: str, std: dict, rsn: dict) -> tuple[float, float, int]:
     """One streamed run of the cell: (client tok/s, the server engine's tok/s, updates received)."""
     job = client.submit(cell_id, PROMPT, "", std, rsn, api_name="/run_cell")
@@ -125,12 +133,10 @@ def main() -> None:
             as_client(pinned)
             client_tok_s, server_tok_s, updates = stream_once(client, cell["id"], std, rsn)
             time.sleep(1.0)
-            stats = re.findall(r"stream stats: updates=(\d+) tokens=(\d+) early_update_ms=([\d.]+) "
-                               r"late_update_ms=([\d.]+)", server.log_path.read_text())
-            n_updates, _tokens, early_ms, late_ms = stats[-1]
+            n_updates, early_ms, late_ms = last_stream_stats(server)
             as_engine(pinned)
             engine_tok_s = engine_once(engine, std, rsn)
-            ratio = float(late_ms) / float(early_ms) if float(early_ms) > 0 else None
+            ratio = late_ms / early_ms if early_ms > 0 else None
             client_rates.append(client_tok_s)
             server_rates.append(server_tok_s)
             engine_rates.append(engine_tok_s)
@@ -138,7 +144,7 @@ def main() -> None:
                 ratios.append(ratio)
             rows.append({"run": i + 1, "engine_alone_tok_s": engine_tok_s, "server_engine_tok_s": server_tok_s,
                          "client_tok_s": client_tok_s, "efficiency": client_tok_s / engine_tok_s,
-                         "updates": int(n_updates), "early_ms": float(early_ms), "late_ms": float(late_ms),
+                         "updates": n_updates, "early_ms": early_ms, "late_ms": late_ms,
                          "late_over_early": ratio or 0.0})
         # The same cell again without reading the stream: the engine's speed in the same server when
         # no update is consumed. Equal speeds mean streaming costs the engine nothing.

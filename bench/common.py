@@ -25,6 +25,30 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+# The notebook page as Playwright sees it (tests and bench.page).
+LANE_STATUS = ".lane-{lane} .prose.lane-status"
+
+
+def lane_status(cell, lane: str) -> str:
+    return cell.locator(LANE_STATUS.format(lane=lane)).inner_text()
+
+
+def wait_status(cell, lane: str, pattern: str, timeout_s: float = 120) -> None:
+    """Wait until a lane's status line in this cell matches the regular expression `pattern`."""
+    cell.page.wait_for_function("([el, pat]) => new RegExp(pat).test(el.innerText)",
+                                arg=[cell.locator(LANE_STATUS.format(lane=lane)).element_handle(), pattern],
+                                timeout=timeout_s * 1000)
+
+
+def set_setting(cell, lane_index: int, label: str, value: str) -> None:
+    """Lane settings are two columns of numbers (standard first); fill one by its label."""
+    if not cell.locator("input[type=number]").first.is_visible():
+        cell.locator(".label-wrap", has_text="Lane settings").click()
+    field = cell.get_by_label(label, exact=True).nth(lane_index)
+    field.fill(value)
+    field.press("Tab")
+
+
 def machine() -> dict:
     import torch
 

@@ -23,26 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import CHROMIUM, CHROMIUM_ARGS, ServerProcess, emit, machine, table
+from bench.common import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ServerProcess,
+    emit,
+    lane_status,
+    machine,
+    set_setting,
+    table,
+    wait_status,
+)
 from bench.stream import PROMPT, as_client, as_engine, engine_once, last_stream_stats
-
-STATUS = ".lane-{lane} .prose.lane-status"
-
-
-def set_tokens(cell, lane_index: int, tokens: int) -> None:
-    """Lane settings are two columns of numbers (standard first); open them and set max_new_tokens."""
-    if not cell.locator("input[type=number]").first.is_visible():
-        cell.locator(".label-wrap", has_text="Lane settings").click()
-    field = cell.get_by_label("max_new_tokens", exact=True).nth(lane_index)
-    field.fill(str(tokens))
-    field.press("Tab")
-
-
-def wait_status(cell, lane: str, pattern: str, timeout_s: float) -> str:
-    cell.page.wait_for_function("([el, pat]) => new RegExp(pat).test(el.innerText)",
-                                arg=[cell.locator(STATUS.format(lane=lane)).element_handle(), pattern],
-                                timeout=timeout_s * 1000)
-    return cell.locator(STATUS.format(lane=lane)).inner_text()
 
 
 def page_once(browser, url: str, tokens: int) -> dict:
@@ -58,14 +50,15 @@ def page_once(browser, url: str, tokens: int) -> dict:
         page.wait_for_selector(".prompt-cell .run-btn", timeout=120_000)
         cell = page.locator(".prompt-cell").first
         cell.locator(".cell-prompt textarea").fill(PROMPT)
-        set_tokens(cell, 0, 32)
-        set_tokens(cell, 1, tokens)
+        set_setting(cell, 0, "max_new_tokens", "32")
+        set_setting(cell, 1, "max_new_tokens", str(tokens))
         received.clear()
         t0 = time.perf_counter()
         cell.locator(".run-btn").click()
         wait_status(cell, "reasoning", "running", 300)
-        status = wait_status(cell, "reasoning", "done|stopped|error", 900)
+        wait_status(cell, "reasoning", "done|stopped|error", 900)
         wall = time.perf_counter() - t0
+        status = lane_status(cell, "reasoning")
         fifth = wall / 5
         early = sum(n for t, n in received if t < t0 + fifth) / fifth
         late = sum(n for t, n in received if t > t0 + 4 * fifth) / fifth

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import lane_status, set_setting, wait_status
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -18,26 +20,6 @@ def page(browser, server):
     pg.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
     yield pg
     context.close()
-
-
-def lane_status(cell, lane: str) -> str:
-    return cell.locator(f".lane-{lane} .prose.lane-status").inner_text()
-
-
-def wait_status(cell, lane: str, pattern: str, timeout_s: float = 120) -> None:
-    cell.page.wait_for_function(
-        """([el, pat]) => new RegExp(pat).test(el.innerText)""",
-        arg=[cell.locator(f".lane-{lane} .prose.lane-status").element_handle(), pattern], timeout=timeout_s * 1000)
-
-
-def set_setting(cell, lane_index: int, label: str, value: str) -> None:
-    """Lane settings are two columns of numbers (standard first); fill one by its label."""
-    acc = cell.locator(".label-wrap", has_text="Lane settings")
-    if not cell.locator("input[type=number]").first.is_visible():
-        acc.click()
-    field = cell.get_by_label(label, exact=True).nth(lane_index)
-    field.fill(value)
-    field.press("Tab")
 
 
 def test_run_a_cell_and_see_both_lanes_charts_and_folding(page):

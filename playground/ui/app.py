@@ -56,7 +56,7 @@ PROGRESS_POLL_S = 0.05
 def enable_queue(demo: gr.Blocks, concurrency: int, max_size: int) -> None:
     """Turn on gradio's queue: `concurrency` runs share the model at once, `max_size` may wait."""
     demo.queue(default_concurrency_limit=concurrency, max_size=max_size)
-    demo._queue.sleep_when_free = QUEUE_POLL_S  # no public setting (gradio 6.31); tests/test_server pins it
+    demo._queue.sleep_when_free = QUEUE_POLL_S  # no public setting (gradio 6.31); tests/test_queue pins it
     demo._queue.progress_update_sleep_when_free = PROGRESS_POLL_S
 
 

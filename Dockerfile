@@ -33,7 +33,7 @@ COPY --chown=user . .
 # container start, and without the network. Before VOLUME: files written under a volume path after
 # its VOLUME line are discarded, while these seed a new named volume on its first use.
 ENV PLAYGROUND_HOME=/home/user/data
-RUN .venv/bin/python -c "from pathlib import Path; from playground.embedded import ensure_embedded_checkpoint; \
+RUN .venv/bin/python -c "from pathlib import Path; from playground.models.embedded import ensure_embedded_checkpoint; \
 ensure_embedded_checkpoint(Path('/home/user/data/models'))"
 
 # 0.0.0.0: reachable through the published port. HF_HUB_OFFLINE: fail fast, with our message, when a

@@ -8,7 +8,7 @@ def main() -> None:
     # Settings first, before the heavy imports: a bad value stops start-up in a moment with one line.
     settings = parse_serve_args()
     apply_to_environ(settings)
-    from playground.server import serve
+    from playground.web.server import serve
 
     serve(settings)
 

@@ -2,7 +2,7 @@
 
 "One by one" is what pressing Run on each cell does: one generate of two rows (standard +
 reasoning) per cell. "Batched" runs --batch-size cells per generate (4 cells = 8 rows). Both go
-through playground.batch.run_jobs into a scratch database, greedy, with min_new_tokens = max so
+through playground.app.batch.run_jobs into a scratch database, greedy, with min_new_tokens = max so
 every row generates exactly --tokens tokens and the two runs do the same work.
 speedup = sequential_s / batched_s.
 """
@@ -28,9 +28,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4, help="cells per generate")
     args = ap.parse_args()
 
-    from playground.batch import import_rows, parse_batch_file, plan_jobs, run_jobs
+    from playground.app.batch import import_rows, parse_batch_file, plan_jobs, run_jobs
+    from playground.app.service import Playground
     from playground.config import Settings
-    from playground.service import Playground
     from playground.store import open_store
 
     pg = Playground(Settings())
@@ -44,12 +44,12 @@ def main() -> None:
         import_rows(store, "bench", sid, rows, settings={"standard": lane, "reasoning": lane})
 
         def timed(batch_size: int) -> tuple[float, int]:
-            jobs = plan_jobs(store.get_session("bench", sid), pg.engine, pg.recommended(), pg.settings.max_new_tokens)
+            jobs = plan_jobs(store.get_session("bench", sid), pg.backend, pg.recommended(), pg.settings.max_new_tokens)
             t = time.perf_counter()
             steps = list(run_jobs(pg, store, "bench", jobs, batch_size=batch_size, resume=False))
             return time.perf_counter() - t, steps[-1].tokens
 
-        warm = plan_jobs(store.get_session("bench", sid), pg.engine, pg.recommended(), pg.settings.max_new_tokens)
+        warm = plan_jobs(store.get_session("bench", sid), pg.backend, pg.recommended(), pg.settings.max_new_tokens)
         list(run_jobs(pg, store, "bench", warm[:1], batch_size=1, resume=False))  # first-call overheads
         sequential_s, seq_tokens = timed(1)
         batched_s, bat_tokens = timed(args.batch_size)

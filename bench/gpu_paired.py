@@ -41,7 +41,7 @@ def build_random_model(preset_key: str, folder: Path, tiny: bool) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from playground.catalog import PRESETS
+    from playground.prompting.catalog import PRESETS
 
     shape = PRESETS[preset_key].shape
     kw = shape.to_config_kwargs()
@@ -71,8 +71,9 @@ def main() -> None:
     ap.add_argument("--out", default=os.environ.get("OUT", ""), help="folder to write gpu_paired.json into")
     args = ap.parse_args()
 
-    from playground.engine import Engine, LaneSettings
-    from playground.loading import load_model
+    from playground.backends.local.engine import Engine
+    from playground.lanes import LaneSettings
+    from playground.models.loading import load_model
 
     folder = Path(args.folder)
     t = time.perf_counter()

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from bench.common import ServerProcess, emit, follow, machine, table
-from playground.metrics import percentile
+from playground.evaluation.metrics import percentile
 
 LANES = ("standard", "reasoning")
 PROMPTS = ["What is {i} + {i}?", "Name a colour that starts with the letter {c}.",

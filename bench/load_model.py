@@ -19,9 +19,10 @@ def main() -> None:
     ap.add_argument("--quants", default="nf4,int8,none")
     args = ap.parse_args()
 
-    from playground.embedded import ensure_embedded_checkpoint
-    from playground.engine import Engine, LaneSettings
-    from playground.loading import load_model
+    from playground.backends.local.engine import Engine
+    from playground.lanes import LaneSettings
+    from playground.models.embedded import ensure_embedded_checkpoint
+    from playground.models.loading import load_model
 
     models = Path(tempfile.mkdtemp(prefix="bench-home-")) / "models"
     t = time.perf_counter()

@@ -84,8 +84,8 @@ def main() -> None:
         server.wait_ready(timeout=300)
         from playwright.sync_api import sync_playwright
 
-        from playground.engine import Engine
-        from playground.loading import load_model
+        from playground.backends.local.engine import Engine
+        from playground.models.loading import load_model
 
         engine = Engine(load_model("embedded", "nf4", models_dir=home / "models"))
         engine_once(engine, {"max_new_tokens": 64}, {"max_new_tokens": 64})  # warm-up

@@ -21,8 +21,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from playground.engine import Engine, LaneSettings
-    from playground.loading import load_model
+    from playground.backends.local.engine import Engine
+    from playground.lanes import LaneSettings
+    from playground.models.loading import load_model
 
     lm = load_model(args.model, args.quant)
     engine = Engine(lm)

@@ -72,7 +72,7 @@ def stream_once(client, cell_id: str, std: dict, rsn: dict) -> tuple[float, floa
 
 
 def engine_once(engine, std: dict, rsn: dict) -> float:
-    from playground.engine import LaneSettings
+    from playground.lanes import LaneSettings
 
     res = engine.start(PROMPT, None, {"standard": LaneSettings(**std), "reasoning": LaneSettings(**rsn)}).collect()
     r = res["reasoning"]
@@ -112,8 +112,8 @@ def main() -> None:
         server.wait_ready(timeout=300)
         from gradio_client import Client
 
-        from playground.engine import Engine
-        from playground.loading import load_model
+        from playground.backends.local.engine import Engine
+        from playground.models.loading import load_model
 
         # The same model in this process, for the engine-alone runs; it idles while the server streams.
         engine = Engine(load_model("embedded", "nf4", models_dir=home / "models"))

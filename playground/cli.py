@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from playground.sharing.schema import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
+
 from .config import add_settings_arguments
 from .errors import PlaygroundError
-from .sharing import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
 
 OWNER_SHOWN_CHARS = 8  # enough to tell owners apart in a listing, too little to act as one
 
@@ -81,7 +82,7 @@ def cmd_serve(args) -> int:
 
     settings = settings_from_args(args)  # flags over PLAYGROUND_*; a bad value exits with one line
     apply_to_environ(settings)
-    from .server import serve
+    from playground.web.server import serve
 
     serve(settings)
     return 0

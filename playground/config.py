@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .catalog import PRESETS
+from playground.errors import InvalidInput
+from playground.prompting.catalog import PRESETS
 
 Quantization = Literal["nf4", "int8", "none", "auto"]
 QUANTIZATIONS: tuple[str, ...] = ("nf4", "int8", "none", "auto")
@@ -31,9 +30,7 @@ LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 APP_NAME = "reasoning-playground"
 ENV_PREFIX = "PLAYGROUND_"
-# Must match playground.store.db.DB_FILENAME (store reads PLAYGROUND_DB/PLAYGROUND_HOME itself;
-# tests/test_config.py checks the two agree).
-DB_FILENAME = "playground.db"
+DB_FILENAME = "playground.db"  # in the home folder unless PLAYGROUND_DB names another file
 
 
 def default_home() -> Path:
@@ -130,11 +127,11 @@ class Settings(BaseSettings):
     allowed_models: Annotated[list[str], NoDecode] = Field(
         default_factory=_all_presets, description="preset keys that may be loaded in public mode, comma separated")
     zero_gpu_duration_s: int = Field(120, ge=1, description="seconds a ZeroGPU slice is held per run")
-    # None: follow `public`. Code answers run in a sandbox (playground.sandbox), but on a public server
+    # None: follow `public`. Code answers run in a sandbox (playground.evaluation.sandbox), but on a public server
     # running strangers' code stays the operator's explicit choice.
     code_grading: bool | None = Field(None, description="run python graders' tests on code answers "
                                                         "(default: on when private, off when public)")
-    # A remote OpenAI-compatible endpoint (playground.remote): runs go there instead of a local model.
+    # A remote OpenAI-compatible endpoint (playground.backends.remote): runs go there instead of a local model.
     remote_url: str | None = Field(None, description="base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, "
                                                      "transformers serve, a hosted API); set, runs go there")
     remote_model: str = Field("", description="model name on the remote server (empty: its only model)")
@@ -176,8 +173,6 @@ class Settings(BaseSettings):
     def _remote_url(cls, v: Any) -> str | None:
         if v is None or str(v).strip() == "":
             return None
-        from .remote import normalize_base_url
-
         try:
             return normalize_base_url(str(v))
         except Exception:
@@ -336,115 +331,29 @@ def on_zero_gpu() -> bool:
     return flag not in ("", "0", "false", "no") and importlib.util.find_spec("spaces") is not None
 
 
-def zero_gpu_wrap(fn: Callable, duration: int) -> Callable:
-    """`spaces.GPU(duration=duration)(fn)` on ZeroGPU, `fn` itself everywhere else."""
-    if not on_zero_gpu():
-        return fn
-    import spaces
-
-    return spaces.GPU(duration=duration)(fn)
+# --- endpoint URLs (PLAYGROUND_REMOTE_URL and the model panel) ------------------------------------
 
 
-@dataclass(frozen=True)
-class Detected:
-    """An auto-detected value and the reason it was chosen."""
-
-    value: str
-    reason: str
-
-
-def detect_device() -> Detected:
-    import torch
-
-    if torch.cuda.is_available():
-        n = torch.cuda.device_count()
-        names = ", ".join(torch.cuda.get_device_name(i) for i in range(n))
-        return Detected("cuda", f"{n} CUDA GPU(s) visible: {names}")
-    return Detected("cpu", "no CUDA GPU visible, running on the CPU")
+def normalize_base_url(url: str) -> str:
+    """'http://host:8000' or 'http://host:8000/v1/' -> 'http://host:8000/v1' (a bare host gets /v1,
+    where OpenAI-compatible servers answer). Raises InvalidInput for anything that is not http(s)."""
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInput("The endpoint URL is empty: give the server's base URL, e.g. http://127.0.0.1:8000/v1.")
+    raw = url.strip()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in raw):
+        raise InvalidInput(f"The endpoint URL {safe_url(raw)!r} is not an http(s) URL: use e.g. "
+                           "http://127.0.0.1:8000/v1 or https://api.example.com/v1.")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-def detect_compute_dtype(device: str) -> Detected:
-    import torch
-
-    if device == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return Detected("bfloat16", "the GPU supports bfloat16")
-        return Detected("float16", "the GPU lacks bfloat16 support, float16 is the fastest safe choice")
-    # bf16 matmuls are fast on CPUs with AVX512-BF16/AMX and still halve memory elsewhere;
-    # measured on a 2-core AVX512 machine, NF4 with bf16 compute was the fastest mode.
-    return Detected("bfloat16", "bfloat16 halves memory on the CPU and bitsandbytes computes in it")
-
-
-# Below this many parameters, a CPU decode step is a handful of tiny matrix products: splitting them
-# over threads costs more in synchronisation than it saves (measured on 2 cores with the embedded
-# 135M model in NF4: 27 tok/s on one thread, 19 tok/s on two).
-SMALL_MODEL_PARAMS = 1_000_000_000
-
-
-def detect_cpu_threads(num_params: int, requested: int = 0) -> Detected:
-    cores = os.cpu_count() or 1
-    if requested:
-        return Detected(str(requested), "PLAYGROUND_CPU_THREADS asked for it")
-    if num_params < SMALL_MODEL_PARAMS:
-        return Detected("1", f"a {num_params / 1e6:,.0f}M-parameter model decodes fastest on one thread "
-                             "(thread synchronisation outweighs tiny matrix products)")
-    return Detected(str(cores), f"a large model uses all {cores} cores")
-
-
-# --- what start-up chose, and why ----------------------------------------------------------------------
-
-
-def _why(settings: Settings, field: str, default_reason: str) -> str:
-    if field in settings.model_fields_set:
-        return f"set by {env_name(field)} or {flag_name(field)}"
-    return default_reason
-
-
-def describe_startup(settings: Settings) -> list[str]:
-    """One line per choice made at start-up, each with its reason: device, compute dtype,
-    quantization, model, database, exposure. Never includes the auth passwords."""
-    from .catalog import resolve_source
-
-    device = detect_device()
-    dtype = detect_compute_dtype(device.value)
-    lines = [f"device: {device.value} ({device.reason})",
-             f"compute dtype: {dtype.value} ({dtype.reason})"]
-    quant_reason = _why(settings, "quant", "the default: NF4 with double quantization, the smallest footprint")
-    if settings.quant == "auto":
-        quant_reason += "; the mode is picked at load time from the detected devices"
-    lines.append(f"quantization: {settings.quant} ({quant_reason})")
+def safe_url(url: str) -> str:
+    """The URL without user:password@ and query (either may carry a credential): what we show and store."""
     try:
-        src = resolve_source(settings.model)
-        what = f"preset {src.preset.key} ({src.preset.repo_id})" if src.preset else f"{src.kind} {src.ref}"
+        p = urlsplit(url)
+        host = p.hostname or ""
+        netloc = f"{host}:{p.port}" if p.port else host
+        return urlunsplit((p.scheme, netloc, p.path, "", ""))
     except ValueError:
-        what = f"{settings.model!r} (not a preset, Hugging Face id or folder: loading will say why)"
-    lines.append(f"model: {what} ({_why(settings, 'model', 'the default: the embedded model needs no network')})")
-    db_reason = _why(settings, "db", f"the default: {DB_FILENAME} in the home folder")
-    lines.append(f"database: {settings.db} ({db_reason}); home: {settings.home}")
-    public_reason = _why(settings, "public", "SPACE_ID is set: a Space is public" if on_space()
-                         else "the default: a private, local server")
-    lines.append(f"public: {'yes' if settings.public else 'no'} ({public_reason})"
-                 + (f"; models allowed: {', '.join(settings.allowed_models)}" if settings.public else ""))
-    if settings.hf_oauth_on:
-        lines.append("login: Sign in with Hugging Face (" + _why(settings, "hf_oauth", "OAUTH_CLIENT_ID is set")
-                     + ")")
-    else:
-        lines.append(f"login: {len(settings.auth_pairs)} user(s)" if settings.auth
-                     else "login: none (PLAYGROUND_AUTH unset)")
-    lines.append(f"listening on {settings.host}:{settings.port}; {settings.max_concurrent_runs} run(s) at a time, "
-                 f"queue of {settings.queue_size}")
-    if settings.remote_url:
-        from .remote import safe_url
-
-        key = "API key set" if settings.remote_api_key else "no API key"
-        model = settings.remote_model or "(its only one)"
-        lines.append(f"remote endpoint: {safe_url(settings.remote_url)}, model {model}"
-                     f", {key}, timeout {settings.remote_timeout_s:g} s (PLAYGROUND_REMOTE_URL is set: runs go there)")
-    if on_zero_gpu():
-        lines.append(f"ZeroGPU: yes (SPACES_ZERO_GPU is set), {settings.zero_gpu_duration_s} s per run")
-    return lines
-
-
-def log_startup(settings: Settings, logger: logging.Logger | None = None) -> None:
-    for line in describe_startup(settings):
-        (logger or logging.getLogger("playground")).info("%s", line)
+        return "<unparsable URL>"

@@ -39,6 +39,22 @@ class NoModelLoaded(PlaygroundError):
     pass
 
 
+class NotFound(PlaygroundError):
+    """No such session, cell, run or share for this owner (or the share link was revoked)."""
+
+
+class StoreUnavailable(PlaygroundError):
+    """The database cannot be created, opened, migrated or written (the message says where and why)."""
+
+
+class StoreBusy(StoreUnavailable):
+    """Another connection (often another process) kept the write lock past the busy timeout."""
+
+
+class StoreFull(StoreUnavailable):
+    """The disk (or the quota) that holds the database has no room for this write."""
+
+
 def check_encodable(text: str, what: str) -> str:
     """Refuse text that cannot be stored or tokenized: a lone surrogate (half of a UTF-16 pair) is a str
     in Python but not valid Unicode, and would fail deep inside the tokenizer or SQLite."""

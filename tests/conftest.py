@@ -34,7 +34,7 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir(home) -> Path:
-    from playground.embedded import ensure_embedded_checkpoint
+    from playground.models.embedded import ensure_embedded_checkpoint
 
     d = home / "models"
     ensure_embedded_checkpoint(d)
@@ -43,14 +43,14 @@ def models_dir(home) -> Path:
 
 @pytest.fixture(scope="session")
 def loaded_nf4(models_dir):
-    from playground.loading import load_model
+    from playground.models.loading import load_model
 
     return load_model("embedded", "nf4", models_dir=models_dir)
 
 
 @pytest.fixture(scope="session")
 def engine(loaded_nf4):
-    from playground.engine import Engine
+    from playground.backends.local.engine import Engine
 
     return Engine(loaded_nf4)
 

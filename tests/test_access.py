@@ -8,10 +8,11 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from bench.common import ServerProcess
+from playground.app.service import Playground
+from playground.backends.local.engine import Engine
 from playground.config import Settings
-from playground.engine import Engine, LaneSettings
 from playground.errors import InvalidInput
-from playground.service import Playground
+from playground.lanes import LaneSettings
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_with_login_a_shared_page_is_still_readable_without_login(login_server):
     ann = Client(login_server.url, auth=("ann", "pw-ann"), verbose=False)
     session = ann.predict("shared notes", api_name="/new_session")
     ann.predict(session["id"], "A prompt anyone with the link may read.", "", api_name="/add_cell")
-    from playground.sharing import new_share_token
+    from playground.sharing.schema import new_share_token
     from playground.store import open_store
 
     token = new_share_token()
@@ -76,7 +77,7 @@ def test_with_login_sessions_belong_to_the_user_not_the_browser(login_server):
 
 def test_runs_per_visitor_are_limited_server_side(loaded_nf4, tmp_path):
     pg = Playground(Settings(runs_per_visitor_per_hour=2, home=tmp_path))
-    pg.loaded, pg.engine = loaded_nf4, Engine(loaded_nf4)
+    pg.loaded, pg.backend = loaded_nf4, Engine(loaded_nf4)
     lanes = {"standard": LaneSettings(max_new_tokens=2)}
     for i in range(2):
         pg.start_run(f"k{i}", "hi", None, lanes, owner="visitor-a").collect()

@@ -17,9 +17,9 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from playground.config import load_settings
-from playground.owner import COOKIE_NAME, load_secret, new_owner_id, sign
-from playground.sharing import MAX_IMPORT_BYTES, new_share_token
+from playground.sharing.schema import MAX_IMPORT_BYTES, new_share_token
 from playground.store import open_store
+from playground.web.identity import COOKIE_NAME, load_secret, new_owner_id, sign
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.batch import (
+from playground.app.batch import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ROWS,
     check_budgets,
@@ -18,11 +18,11 @@ from playground.batch import (
     plan_jobs,
     run_jobs,
 )
+from playground.app.service import Playground
 from playground.config import Settings
 from playground.errors import InvalidInput
-from playground.service import Playground
+from playground.evaluation.verdict import session_verdict
 from playground.store import open_store
-from playground.verdict import session_verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "arithmetic-word-logic.jsonl"
@@ -88,7 +88,7 @@ def test_the_sample_file_is_valid_and_graded():
 @pytest.fixture
 def pg(engine, loaded_nf4):
     p = Playground(Settings())
-    p.loaded, p.engine = loaded_nf4, engine
+    p.loaded, p.backend = loaded_nf4, engine
     return p
 
 
@@ -99,7 +99,7 @@ def store(tmp_path):
 
 
 def _plan(pg, store, sid, **kw):
-    return plan_jobs(store.get_session("me", sid), pg.engine, pg.recommended(), pg.settings.max_new_tokens, **kw)
+    return plan_jobs(store.get_session("me", sid), pg.backend, pg.recommended(), pg.settings.max_new_tokens, **kw)
 
 
 def test_sample_batch_stops_and_resumes_without_rerunning(pg, store):
@@ -190,8 +190,8 @@ def test_a_sweep_stores_one_execution_per_budget_and_draws_the_curve(pg, store):
 def test_batch_panel_and_verdict_build_and_escape_model_output(tmp_path):
     import gradio as gr
 
-    from playground.batch import BatchProgress, RowError
-    from playground.graders import Grade
+    from playground.app.batch import BatchProgress, RowError
+    from playground.evaluation.graders import Grade
     from playground.ui.batch import import_report, progress_md, render_batch_panel, render_verdict
     from playground.ui.cells import grade_md, grader_spec
 
@@ -224,9 +224,9 @@ def test_batch_panel_and_verdict_build_and_escape_model_output(tmp_path):
 
 
 def test_a_notebook_run_grades_its_lanes_and_caches_the_grade(pg, store):
-    from playground.engine import LaneSettings
-    from playground.notebook import Notebook
-    from playground.verdict import lane_grade
+    from playground.app.notebook import Notebook
+    from playground.evaluation.verdict import lane_grade
+    from playground.lanes import LaneSettings
 
     sid = store.create_session("me", "nb").id
     cell = store.add_cell("me", sid, prompt="Say the word blue.", expected=r"(?s).*", grader={"kind": "regex"})
@@ -246,8 +246,8 @@ def test_a_notebook_run_grades_its_lanes_and_caches_the_grade(pg, store):
 def test_batches_refuse_a_backend_without_local_rows():
     from types import SimpleNamespace
 
-    from playground.batch import batch_engine
+    from playground.app.batch import batch_engine
 
-    remote_like = SimpleNamespace(require_engine=lambda: SimpleNamespace(start=lambda *a: None))
+    remote_like = SimpleNamespace(require_backend=lambda: SimpleNamespace(start=lambda *a: None))
     with pytest.raises(InvalidInput, match="Local model"):
         batch_engine(remote_like)

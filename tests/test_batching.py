@@ -10,14 +10,16 @@ import time
 
 import pytest
 
-from playground.engine import Engine, LaneSettings
+from playground.backends.local.engine import Engine
+from playground.backends.local.scheduler import RunScheduler
+from playground.lanes import LaneSettings
 
 PROMPTS = ["Name a colour.", "What is 2 + 2?", "Say hello to Ann.", "Name a fruit."]
 
 
 @pytest.fixture(scope="module")
 def batching_engine(loaded_nf4):
-    return Engine(loaded_nf4, max_batch_runs=3)
+    return RunScheduler.attach(Engine(loaded_nf4), 3)
 
 
 def lanes(n: int, **kw) -> dict[str, LaneSettings]:

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from playground.owner import COOKIE_NAME, load_secret, new_owner_id, sign
 from playground.store import open_store
+from playground.web.identity import COOKIE_NAME, load_secret, new_owner_id, sign
 
 pytestmark = pytest.mark.timeout(300)
 

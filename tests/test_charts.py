@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.charts import (
+from playground.evaluation.charts import (
     REASONING_COLOR,
     STANDARD_COLOR,
     CellSummary,
@@ -17,7 +17,7 @@ from playground.charts import (
     token_split,
     tokens_over_time,
 )
-from playground.metrics import lane_metrics
+from playground.evaluation.metrics import lane_metrics
 
 R, A = "reasoning", "answer"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from playground import sharing
+import playground.sharing.schema as sharing
 from playground.cli import main, short_owner
 from playground.store import open_store
 

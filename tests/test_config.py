@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from playground.catalog import PRESETS
+from playground.app.startup import describe_startup
+from playground.backends.zerogpu import zero_gpu_wrap
 from playground.config import (
     Settings,
     add_settings_arguments,
-    describe_startup,
     env_name,
     flag_name,
     load_settings,
     settings_from_args,
-    zero_gpu_wrap,
 )
+from playground.prompting.catalog import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables a host may set that change defaults: each test starts without them.

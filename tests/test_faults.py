@@ -23,11 +23,12 @@ from gradio_client.exceptions import AppError
 from sqlalchemy import event
 
 from bench.common import ServerProcess
-from playground.engine import Engine, LaneSettings
-from playground.notebook import Notebook
-from playground.service import Playground
+from playground.app.notebook import Notebook
+from playground.app.service import Playground
+from playground.backends.local.engine import Engine
+from playground.errors import StoreBusy, StoreFull
+from playground.lanes import LaneSettings
 from playground.store import BUSY_TIMEOUT_S, open_store
-from playground.store.db import StoreBusy, StoreFull
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -273,7 +274,7 @@ def test_disk_full_in_the_real_app_on_a_real_filesystem(small_disk, tmp_path, mo
 @pytest.fixture(scope="module")
 def pg(loaded_nf4):
     p = Playground()
-    p.loaded, p.engine = loaded_nf4, Engine(loaded_nf4)
+    p.loaded, p.backend = loaded_nf4, Engine(loaded_nf4)
     return p
 
 
@@ -338,8 +339,8 @@ def test_disk_full_injected_mid_run_keeps_the_last_checkpoint(pg, tmp_path):
         for r in runs.values():  # the last checkpoint, whole: text and token arrays agree
             assert r.status == "running" and 0 < r.generated_tokens < 400
             assert len(r.token_ids) == len(r.token_times) == r.generated_tokens and r.raw_text
-        assert pg.engine.lock.acquire(timeout=30)  # the generation was stopped, not left running
-        pg.engine.lock.release()
+        assert pg.backend.lock.acquire(timeout=30)  # the generation was stopped, not left running
+        pg.backend.lock.release()
         # Space is back: the next write succeeds, and a restart's recovery marks the cut run interrupted.
         assert store.mark_interrupted() == 2
         assert {r.status for r in store.get_session(OWNER, session.id).cells[0].latest.runs.values()} == {

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from playground.errors import InvalidInput
-from playground.graders import (
+from playground.evaluation.graders import (
     MAX_EXPECTED_CHARS,
     MAX_REGEX_CHARS,
     boxed_values,

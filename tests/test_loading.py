@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground.embedded import CHECKPOINT_NAME, COMPLETE_MARKER
 from playground.errors import (
     CorruptModelFolder,
     DoesNotFit,
@@ -17,8 +16,9 @@ from playground.errors import (
     OfflineNoWeights,
     QuantizationUnsupported,
 )
-from playground.loading import load_model
-from playground.memory import parse_hardware
+from playground.models.embedded import CHECKPOINT_NAME, COMPLETE_MARKER
+from playground.models.loading import load_model
+from playground.models.memory import parse_hardware
 
 QUANTS = ("nf4", "int8", "none")
 WEIGHT_FILES = {"config.json", "generation_config.json", "model.safetensors", COMPLETE_MARKER}
@@ -245,9 +245,9 @@ def test_unknown_quantization_is_unsupported(models_dir):
 
 
 def test_without_bitsandbytes_quantized_loads_are_refused_but_none_loads(models_dir, monkeypatch):
-    import playground.loading
+    import playground.models.loading
 
-    monkeypatch.setattr(playground.loading, "bitsandbytes_problem",
+    monkeypatch.setattr(playground.models.loading, "bitsandbytes_problem",
                         lambda device: "bitsandbytes cannot be imported (simulated)")
     for quant in ("nf4", "int8"):
         with pytest.raises(QuantizationUnsupported) as exc_info:

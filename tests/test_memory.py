@@ -8,8 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from playground.catalog import PRESETS
-from playground.memory import (
+from playground.models.memory import (
     CPU_RESERVE_BYTES,
     CUDA_CONTEXT_BYTES,
     GB,
@@ -22,6 +21,7 @@ from playground.memory import (
     plan_placement,
     size_model,
 )
+from playground.prompting.catalog import PRESETS
 
 KiB = 1024
 

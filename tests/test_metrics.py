@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from playground.metrics import RunningMetrics, format_metrics, lane_metrics, percentile, result_metrics
+from playground.evaluation.metrics import RunningMetrics, format_metrics, lane_metrics, percentile, result_metrics
 
 
 def test_percentile_interpolates():

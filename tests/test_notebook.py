@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from playground.engine import LaneSettings
+from playground.app.notebook import Notebook
+from playground.app.service import Playground
 from playground.errors import InvalidInput
-from playground.notebook import Notebook
-from playground.service import Playground
+from playground.lanes import LaneSettings
 from playground.store import NotFound, open_store
 
 OWNER = "owner-a"
@@ -16,7 +16,9 @@ OWNER = "owner-a"
 @pytest.fixture(scope="module")
 def pg(loaded_nf4):
     p = Playground()
-    p.loaded, p.engine = loaded_nf4, __import__("playground.engine", fromlist=["Engine"]).Engine(loaded_nf4)
+    from playground.backends.local.engine import Engine
+
+    p.loaded, p.backend = loaded_nf4, Engine(loaded_nf4)
     return p
 
 
@@ -94,7 +96,7 @@ def test_another_owner_cannot_run_my_cell(nb):
 
 def test_generation_error_is_saved_as_error(nb, pg):
     session, cell = new_cell(nb)
-    layer = pg.engine.loaded.model.model.layers[0]
+    layer = pg.backend.loaded.model.model.layers[0]
     handle = layer.register_forward_hook(lambda *a: (_ for _ in ()).throw(RuntimeError("injected failure")))
     try:
         list(nb.run_cell(OWNER, cell.id, "k", "hi", None, lanes()))

@@ -1,4 +1,4 @@
-"""Tests for playground.prompts: both lanes' prompts, built with the real embedded tokenizer.
+"""Tests for playground.prompting.prompts: both lanes' prompts, built with the real embedded tokenizer.
 
 The other families' templates live in tests/templates/ and follow each family's documented logic;
 they are set on copies of the embedded tokenizer, so no download is needed.
@@ -14,18 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.catalog import REASONING_STYLES
-from playground.prompts import (
+from playground.prompting.catalog import REASONING_STYLES
+from playground.prompting.prompts import (
     GENERIC_THINKING_PROMPT,
     HERMES_THINKING_PROMPT,
     QWEN3_BUDGET_NUDGE,
-    STYLES,
     LanePrompt,
     build_pair,
     build_prompt,
     ends_inside_think,
 )
-from playground.reasoning import REASONING_TAGS, parse_text
+from playground.prompting.reasoning import REASONING_TAGS, parse_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 SMOL_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM"
@@ -93,10 +92,6 @@ def render(tok, messages, **kw) -> str:
 # --- properties common to every style --------------------------------------------------------
 
 
-def test_styles_match_catalog():
-    assert set(STYLES) == set(REASONING_STYLES)
-
-
 @pytest.mark.parametrize("system", [None, SYSTEM])
 def test_input_ids_are_the_text_without_added_special_tokens(tokenizers, system):
     for style, tok in tokenizers:
@@ -129,7 +124,7 @@ def test_starts_in_reasoning_is_detected_from_the_text(tokenizers):
 def test_unknown_style_raises(smol):
     with pytest.raises(ValueError) as err:
         build_prompt(smol, "llama", "standard", PROMPT)
-    for style in STYLES:
+    for style in REASONING_STYLES:
         assert style in str(err.value)
     with pytest.raises(ValueError):
         build_pair(smol, "Hermes", PROMPT)

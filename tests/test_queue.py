@@ -107,7 +107,7 @@ def long_run_in_progress(server):
 
 def page_of_new_visitor(browser, server, store):
     """Visitor B in Chromium with its own owner cookie and one short prompt cell; returns (context, page, ids)."""
-    from playground.owner import COOKIE_NAME, load_secret, new_owner_id, sign
+    from playground.web.identity import COOKIE_NAME, load_secret, new_owner_id, sign
 
     owner = new_owner_id()
     session = store.create_session(owner, "waiting in the page")

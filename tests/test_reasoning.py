@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.reasoning import (
+from playground.prompting.reasoning import (
     MAX_TAG_LEN,
     REASONING_TAGS,
     ParseDelta,

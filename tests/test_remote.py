@@ -26,13 +26,13 @@ import httpx
 import pytest
 
 from bench.common import free_port
+from playground.app.service import Playground
+from playground.backends.remote import RemoteBackend, RemoteConfig, RemoteError, list_models, spread
 from playground.config import Settings
-from playground.engine import LaneSettings
 from playground.errors import InvalidInput
-from playground.metrics import result_metrics
-from playground.reasoning import parse_text
-from playground.remote import RemoteBackend, RemoteConfig, RemoteError, list_models, spread
-from playground.service import Playground
+from playground.evaluation.metrics import result_metrics
+from playground.lanes import LaneSettings
+from playground.prompting.reasoning import parse_text
 
 SECRET = "sk-test-7f3a9c-never-stored"
 PROMPT = "What is 12*7? Think step by step."
@@ -75,7 +75,7 @@ def served(models_dir, tmp_path_factory):
     """`transformers serve` on 127.0.0.1 with three folders of the embedded model: as converted ("plain"),
     with a thinking template ("think", reasoning as <think> text) and with a response template too
     ("split", reasoning in reasoning_content)."""
-    from playground.embedded import checkpoint_dir
+    from playground.models.embedded import checkpoint_dir
 
     plain = checkpoint_dir(models_dir)
     root = tmp_path_factory.mktemp("served")
@@ -231,7 +231,7 @@ def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path, browser)
     assert SECRET not in srv.log_path.read_text()
     for f in tmp_path.glob("playground.db*"):
         assert SECRET.encode() not in f.read_bytes()
-    from playground.sharing import render_export, share_page
+    from playground.sharing.schema import render_export, share_page
     from playground.store import open_store
 
     with open_store(tmp_path / "playground.db") as store:
@@ -382,7 +382,7 @@ def test_counts_without_usage_are_marked_estimates(faulty):
     run.collect()
     assert run.record["token_count_source"] == {"standard": "estimate", "reasoning": "estimate"}
     # The lane's metrics (what the store keeps and the cell shows) say so too, as "≈ … (estimated)".
-    from playground.metrics import format_metrics
+    from playground.evaluation.metrics import format_metrics
 
     for r in run.results.values():
         m = result_metrics(r)
@@ -413,8 +413,8 @@ def test_a_thinking_budget_is_refused_before_anything_runs(tmp_path):
 def test_every_switch_is_a_setting_and_asks_differently():
     from typing import get_args
 
+    from playground.backends.remote import SWITCHES
     from playground.config import RemoteSwitch
-    from playground.remote import SWITCHES
 
     assert set(get_args(RemoteSwitch)) == set(SWITCHES)
     bodies = {}
@@ -445,8 +445,8 @@ def test_bad_urls_and_timeouts_are_refused_by_name():
 
 
 def test_both_backends_and_their_runs_offer_the_same_interface():
-    from playground.backend import Backend, RunLike
-    from playground.engine import Engine, Run
+    from playground.backends.base import Backend, RunLike
+    from playground.backends.local.engine import Engine, Run
 
     remote = RemoteBackend(RemoteConfig("http://127.0.0.1:9", model="m"))
     assert isinstance(remote, Backend) and isinstance(remote.start(PROMPT, None, lanes()), RunLike)

@@ -8,8 +8,8 @@ import socket
 import threading
 import time
 
-from playground.graders import grade
-from playground.sandbox import TIMEOUT_S, net_isolation_prefix, run_code_test, run_python_test
+from playground.evaluation.graders import grade
+from playground.evaluation.sandbox import TIMEOUT_S, net_isolation_prefix, run_code_test, run_python_test
 
 GOOD = "def add(a, b):\n    return a + b\n"
 TEST = "assert add(2, 3) == 5\nassert add(-1, 1) == 0\n"

@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from playground.catalog import PRESETS
+from playground.prompting.catalog import PRESETS
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -295,9 +295,9 @@ def test_a_client_cannot_reach_another_clients_session(server):
 
 
 def test_public_mode_refuses_model_paths_but_not_presets(models_dir, tmp_path):
+    from playground.app.service import Playground
     from playground.config import Settings
     from playground.errors import InvalidInput
-    from playground.service import Playground
 
     pg = Playground(Settings(public=True, allowed_models=["embedded"], home=tmp_path))
     for ref in ("/etc", "../models", "NousResearch/Hermes-4-14B", "hermes-4-405b"):

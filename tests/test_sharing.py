@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from playground import sharing
+import playground.sharing.schema as sharing
 from playground.errors import InvalidInput
-from playground.metrics import lane_metrics
-from playground.owner import COOKIE_NAME, new_owner_id, sign
+from playground.evaluation.metrics import lane_metrics
 from playground.store import open_store
+from playground.web.identity import COOKIE_NAME, new_owner_id, sign
 
 SECRET = b"test-secret-for-sharing"
 PAYLOADS = ['<script>window.__pwned=1</script>', '<img src=x onerror="window.__pwned=1">',
@@ -78,9 +78,9 @@ class Live:
 def live(tmp_path_factory):
     import uvicorn
 
+    from playground.app.service import Playground
     from playground.config import Settings
-    from playground.server import build_server
-    from playground.service import Playground
+    from playground.web.server import build_server
 
     home = tmp_path_factory.mktemp("share-home")
     store = open_store(home / "pg.db")

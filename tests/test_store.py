@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.errors import InvalidInput
-from playground.metrics import lane_metrics
+from playground.evaluation.metrics import lane_metrics
 from playground.store import NotFound, StoreUnavailable, TokenArray, default_db_path, open_store
 from playground.store.db import current_revision, head_revision, migrate_file, schema_drift
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground import charts
-from playground.graders import grade_key
+from playground.evaluation import charts
+from playground.evaluation.graders import grade_key
+from playground.evaluation.verdict import lane_grade, session_verdict
 from playground.store import CellFull, Execution, RunInfo, SessionFull
-from playground.verdict import lane_grade, session_verdict
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.common import ServerProcess
-from playground.engine import LaneSettings, generate_all
+from playground.backends.local.engine import generate_all
+from playground.lanes import LaneSettings
 
 STUB = Path(__file__).parent / "zero_gpu_stub"
 LANES = {"standard": LaneSettings(max_new_tokens=12), "reasoning": LaneSettings(max_new_tokens=24)}
@@ -32,20 +33,22 @@ def zero_gpu(monkeypatch):
 
 @pytest.fixture
 def zero_engine(zero_gpu, loaded_nf4):
+    from playground.backends import local_backend
+    from playground.backends.zerogpu import ZeroGpuEngine
     from playground.config import Settings
-    from playground.zerogpu import ZeroGpuEngine, new_engine
 
-    eng = new_engine(loaded_nf4, Settings(zero_gpu_duration_s=77))
+    eng = local_backend(loaded_nf4, Settings(zero_gpu_duration_s=77))
     assert isinstance(eng, ZeroGpuEngine)
     return eng
 
 
 def test_off_zero_gpu_the_plain_engine_is_used(loaded_nf4, monkeypatch):
+    from playground.backends import local_backend
+    from playground.backends.zerogpu import ZeroGpuEngine
     from playground.config import Settings
-    from playground.zerogpu import ZeroGpuEngine, new_engine
 
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    assert not isinstance(new_engine(loaded_nf4, Settings()), ZeroGpuEngine)
+    assert not isinstance(local_backend(loaded_nf4, Settings()), ZeroGpuEngine)
 
 
 def test_runs_in_a_forked_worker_and_equals_the_local_engine(zero_engine, zero_gpu, engine):
@@ -87,7 +90,7 @@ def test_stop_reaches_the_worker(zero_engine):
 
 
 def test_a_failing_worker_ends_the_run_as_error_and_the_next_run_works(zero_engine, monkeypatch):
-    import playground.zerogpu as zg
+    import playground.backends.zerogpu as zg
 
     monkeypatch.setattr(zg, "_ENGINE", None)  # the forked worker inherits no engine: it fails at once
     results = generate_all(zero_engine, "Hi", lanes=LANES)

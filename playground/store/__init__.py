@@ -8,22 +8,12 @@ raises `NotFound` alike for a missing session and for someone else's.
 
 from __future__ import annotations
 
-from playground.errors import PlaygroundError
+from playground.errors import NotFound, StoreUnavailable
 
-
-class NotFound(PlaygroundError):
-    """No such session, cell, run or share for this owner (or the share link was revoked)."""
-
-
-class StoreUnavailable(PlaygroundError):
-    """The database file cannot be created, opened or migrated (the message says where and why)."""
-
-
-# Imported after the exceptions, which the modules below raise.
-from .codec import TokenArray  # noqa: E402
-from .db import BUSY_TIMEOUT_S, default_db_path  # noqa: E402
-from .records import CellFull, CellInfo, Execution, RunInfo, SessionFull, SessionInfo, ShareInfo  # noqa: E402
-from .store import SessionStore, open_store  # noqa: E402
+from .codec import TokenArray
+from .db import BUSY_TIMEOUT_S, default_db_path
+from .records import CellFull, CellInfo, Execution, RunInfo, SessionFull, SessionInfo, ShareInfo
+from .store import SessionStore, open_store
 
 __all__ = ["BUSY_TIMEOUT_S", "CellFull", "CellInfo", "Execution", "NotFound", "RunInfo", "SessionFull",
            "SessionInfo", "SessionStore", "ShareInfo", "StoreUnavailable", "TokenArray", "default_db_path",

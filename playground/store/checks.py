@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from playground.engine import LANES
 from playground.errors import InvalidInput, check_encodable
-from playground.graders import GRADER_KINDS, check_expected
+from playground.evaluation.graders import GRADER_KINDS, check_expected
+from playground.lanes import LANES, RUN_STATUSES
 
 from .codec import encode_forced, encode_kinds, pack_ids, pack_times
-from .models import CELL_KINDS, RUN_STATUSES
+from .models import CELL_KINDS
 
 DEFAULT_TITLE = "Untitled"
 MAX_TITLE_CHARS = 200

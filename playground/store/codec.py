@@ -18,8 +18,7 @@ from array import array
 from collections.abc import Sequence
 
 from playground.errors import InvalidInput
-
-from .models import KIND_CHARS
+from playground.lanes import CHAR_KINDS, FORCED_CHARS, KIND_CHARS
 
 try:
     import orjson
@@ -151,12 +150,12 @@ def encode_forced(forced: str | Sequence[bool]) -> str:
         if forced.strip("01"):  # as in encode_kinds
             raise InvalidInput('forced as a string may only hold "0" and "1".')
         return forced
-    return "".join("1" if f else "0" for f in forced)
+    return "".join(FORCED_CHARS[bool(f)] for f in forced)
 
 
 def decode_kinds(compact: str) -> list[str]:
-    return ["reasoning" if c == "r" else "answer" for c in compact]
+    return [CHAR_KINDS.get(c, "answer") for c in compact]
 
 
 def decode_forced(compact: str) -> list[bool]:
-    return [c == "1" for c in compact]
+    return [c == FORCED_CHARS[True] for c in compact]

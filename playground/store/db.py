@@ -19,24 +19,16 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 
-from playground.config import default_home
+from playground.config import DB_FILENAME, default_home
+from playground.errors import StoreBusy, StoreFull
 
-from . import StoreUnavailable, codec
+from . import codec
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-DB_FILENAME = "playground.db"
 # How long a writer waits for another connection's write lock before "database is locked".
 BUSY_TIMEOUT_S = 5.0
 # Execution option that makes a transaction start with BEGIN IMMEDIATE (see _begin).
 WRITE = "playground_write"
-
-
-class StoreBusy(StoreUnavailable):
-    """Another connection (often another process) kept the write lock past BUSY_TIMEOUT_S."""
-
-
-class StoreFull(StoreUnavailable):
-    """The disk (or the quota) that holds the database has no room for this write."""
 
 
 def default_db_path() -> Path:

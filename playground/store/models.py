@@ -14,11 +14,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 CELL_KINDS = ("prompt", "note")
-RUN_STATUSES = ("running", "done", "stopped", "error", "interrupted")
-# What finish_run may set: "running" is the start, "interrupted" is only set by mark_interrupted.
-FINISH_STATUSES = ("done", "stopped", "error")
-# token_kinds is stored one char per token, "r" for reasoning and "a" for answer.
-KIND_CHARS = {"reasoning": "r", "answer": "a"}
 
 
 def utcnow() -> datetime:

@@ -16,9 +16,9 @@ from datetime import datetime
 from sqlalchemy import String, bindparam, case, insert, select
 from sqlalchemy.orm import Session
 
-from playground.engine import LANES
+from playground.errors import NotFound
+from playground.lanes import LANES
 
-from . import NotFound
 from .checks import (
     EDITABLE_CELL_FIELDS,
     check_cell_fields,

@@ -38,7 +38,7 @@ class CellInfo:
     created_at: datetime
     updated_at: datetime
     expected: str | None = None  # the right answer (a pattern or a test for regex/python graders)
-    grader: dict | None = None  # {"kind": ..., options}: see playground.graders
+    grader: dict | None = None  # {"kind": ..., options}: see playground.evaluation.graders
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,9 @@ from sqlalchemy import Engine, delete, exists, func, literal_column, or_, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from playground.engine import LANES
-from playground.errors import InvalidInput
+from playground.errors import InvalidInput, NotFound, StoreUnavailable
+from playground.lanes import FINISH_STATUSES, LANES
 
-from . import NotFound, StoreUnavailable
 from .checks import (
     DEFAULT_TITLE,
     check_cell_fields,
@@ -36,7 +35,7 @@ from .checks import (
     run_progress,
 )
 from .db import WRITE, connect, default_db_path, migrate
-from .models import FINISH_STATUSES, utcnow
+from .models import utcnow
 from .queries import (
     MISSING_SHARE,
     SESSION_COLS,

@@ -1,5 +1,5 @@
-"""The only package that imports gradio."""
+"""The Gradio page: the only room that imports gradio. `mount_page` puts it on the server."""
 
-from .app import create_app, enable_queue
+from .app import create_app, enable_queue, mount_page
 
-__all__ = ["create_app", "enable_queue"]
+__all__ = ["create_app", "enable_queue", "mount_page"]

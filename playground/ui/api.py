@@ -10,9 +10,10 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from ..service import explain
+from playground.app.service import explain
+
 from .cells import lane_settings
-from .common import owner_of, run_key
+from .common import GPU_POOL, owner_of, run_key
 from .views import LaneShown, answer_md, reasoning_html, status_line
 
 SCRATCH = "scratch"
@@ -65,7 +66,7 @@ def register_api(pg, nb, store, secret: bytes) -> None:
                    status_line("reasoning", LaneShown(r.status, r.reasoning, r.answer, r.metrics)),
                    reasoning_html(r.reasoning), answer_md(r.answer))
 
-    gr.api(run, api_name="run", concurrency_id="gpu")
+    gr.api(run, api_name="run", concurrency_id=GPU_POOL)
 
     def stop(request: gr.Request) -> str:
         """Stop every run of this client (scratch runs and cell runs)."""
@@ -123,7 +124,7 @@ def register_api(pg, nb, store, secret: bytes) -> None:
         for views, _run in stream:
             yield _lanes_json(views)
 
-    gr.api(run_cell, api_name="run_cell", concurrency_id="gpu")
+    gr.api(run_cell, api_name="run_cell", concurrency_id=GPU_POOL)
 
     def stop_cell(cell_id: str, request: gr.Request) -> str:
         return "stopping" if pg.stop(run_key(request, cell_id)) else "nothing to stop"

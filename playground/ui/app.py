@@ -1,7 +1,7 @@
 """The Gradio page: a notebook of prompt cells, each run in a standard and a reasoning lane.
 
 create_app() returns the Blocks and never launches it; server.py mounts it. Handlers are thin:
-the logic lives in playground.service / playground.notebook / playground.store, and every
+the logic lives in playground.app.service / playground.app.notebook / playground.store, and every
 PlaygroundError becomes a readable gr.Error, never a stack trace.
 """
 
@@ -12,20 +12,21 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..catalog import PRESETS
-from ..charts import CellSummary, session_summary, summary_numbers
+from playground.app.notebook import Notebook
+from playground.app.service import Playground, explain, plan_markdown
+from playground.backends.remote import MAX_TIMEOUT_S as REMOTE_MAX_TIMEOUT_S
+from playground.backends.remote import SWITCHES
+from playground.evaluation.charts import CellSummary, session_summary, summary_numbers
+from playground.evaluation.metrics import LaneMetrics
+from playground.prompting.catalog import PRESETS
+from playground.sharing.schema import EXPORT_FORMATS, is_share_token, new_share_token, parse_import, render_export
+
 from ..config import QUANTIZATIONS
 from ..errors import InvalidInput
-from ..metrics import LaneMetrics
-from ..notebook import Notebook
-from ..remote import MAX_TIMEOUT_S as REMOTE_MAX_TIMEOUT_S
-from ..remote import SWITCHES
-from ..service import Playground, explain, plan_markdown
-from ..sharing import is_share_token, new_share_token, parse_import, render_export
 from .api import register_api
 from .batch import render_batch_panel, render_verdict
 from .cells import render_cell
-from .common import owner_of
+from .common import GPU_POOL, owner_of
 from .views import EXAMPLES
 
 CSS = """
@@ -58,6 +59,16 @@ def enable_queue(demo: gr.Blocks, concurrency: int, max_size: int) -> None:
     demo.queue(default_concurrency_limit=concurrency, max_size=max_size)
     demo._queue.sleep_when_free = QUEUE_POLL_S  # no public setting (gradio 6.31); tests/test_queue pins it
     demo._queue.progress_update_sleep_when_free = PROGRESS_POLL_S
+
+
+def mount_page(api, pg: Playground, store, secret: bytes):
+    """Build the page, turn on its queue and mount it at "/" of the FastAPI app `api` (after the plain
+    routes, which gradio's catch-all would otherwise take)."""
+    demo = create_app(pg, store, secret)
+    # One generation at a time on the model: runs share the GPU_POOL and wait their turn.
+    enable_queue(demo, pg.settings.max_concurrent_runs, pg.settings.queue_size)
+    # With PLAYGROUND_AUTH the page asks for a login; share pages (plain routes) stay readable.
+    return gr.mount_gradio_app(api, demo, path="/", css=CSS, auth=pg.settings.auth_pairs or None)
 
 
 def session_choices(store, owner: str, query: str = "") -> list[tuple[str, str]]:
@@ -143,7 +154,7 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                     share_btn = gr.Button("Create a read-only link", size="sm", elem_id="share-btn")
                     revoke_btn = gr.Button("Revoke this session's links", size="sm")
                     share_md = gr.Markdown(elem_id="share-link")
-                    export_fmt = gr.Radio(["json", "md", "html"], value="json", label="Export format")
+                    export_fmt = gr.Radio(list(EXPORT_FORMATS), value="json", label="Export format")
                     export_btn = gr.Button("Export this session", size="sm", elem_id="export-btn")
                     export_file = gr.File(label="Exported file", interactive=False, elem_id="export-file")
                     import_file = gr.File(label="Import a JSON export", file_types=[".json"], type="binary",
@@ -343,7 +354,7 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
             return loaded.placement.to_markdown(), pg.footer()
 
         load_btn.click(load, [model_box, quant_box, hw_box], [placement_md, footer], api_name="load",
-                       concurrency_id="gpu")
+                       concurrency_id=GPU_POOL)
 
         def choose_where(where, request: gr.Request):
             """Show the chosen panel; back to local runs at once if a local model is loaded (else the local
@@ -383,6 +394,6 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                     "network time."), pg.footer()
 
         use_btn.click(use_remote, [r_url, r_model, r_key, r_timeout, r_switch], [remote_md, footer],
-                      concurrency_id="gpu", api_visibility="private")
+                      concurrency_id=GPU_POOL, api_visibility="private")
         register_api(pg, nb, store, secret)
     return demo

@@ -1,7 +1,7 @@
 """The "Did reasoning pay?" panel: import a file of prompts, run every cell (progress, stop, resume),
 sweep thinking budgets, and the session's verdict (numbers and three charts).
 
-Handlers are thin: parsing, running and judging live in playground.batch and playground.verdict.
+Handlers are thin: parsing, running and judging live in playground.app.batch and playground.evaluation.verdict.
 A batch run holds the model like a cell run (concurrency_id "gpu"); its progress reaches the page
 after every finished cell, and the Stop button sets the batch's stop event, which ends the current
 generate within a decode step (a closed tab does the same through the generator's close).
@@ -14,7 +14,7 @@ import threading
 
 import gradio as gr
 
-from ..batch import (
+from playground.app.batch import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BUDGETS,
     batch_engine,
@@ -24,11 +24,12 @@ from ..batch import (
     plan_jobs,
     run_jobs,
 )
-from ..charts import accuracy_bars, budget_curve, verdict_scatter
+from playground.app.service import explain
+from playground.evaluation.charts import accuracy_bars, budget_curve, verdict_scatter
+from playground.evaluation.verdict import session_verdict
+
 from ..errors import InvalidInput
-from ..service import explain
-from ..verdict import session_verdict
-from .common import owner_of
+from .common import GPU_POOL, owner_of
 
 MAX_ERRORS_SHOWN = 20  # bad rows listed on the page; the rest are counted
 BUDGETS_TEXT = ", ".join("unlimited" if b is None else str(b) for b in DEFAULT_BUDGETS)
@@ -151,7 +152,7 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
         return go
 
     for btn, sweep in ((run_all_btn, False), (sweep_btn, True)):
-        btn.click(runner(sweep), [sid, batch_size, budgets_box, only_box], batch_md, concurrency_id="gpu",
+        btn.click(runner(sweep), [sid, batch_size, budgets_box, only_box], batch_md, concurrency_id=GPU_POOL,
                   api_name="batch_sweep" if sweep else "batch_run_all", api_visibility="private").then(
             lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")
 
@@ -167,6 +168,6 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
 def _run_code(pg):
     if not pg.settings.code_grading_on:
         return None
-    from ..sandbox import run_code_test
+    from playground.evaluation.sandbox import run_code_test
 
     return run_code_test

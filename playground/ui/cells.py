@@ -13,12 +13,13 @@ import time
 
 import gradio as gr
 
-from ..charts import LaneSeries
-from ..engine import LaneSettings
+from playground.app.service import explain
+from playground.evaluation.charts import LaneSeries
+from playground.evaluation.graders import DEFAULT_TOLERANCE, GRADE_ICONS, GRADER_KINDS, Grade, check_grader
+from playground.lanes import LaneSettings
+
 from ..errors import InvalidInput
-from ..graders import DEFAULT_TOLERANCE, GRADER_KINDS, Grade, check_grader
-from ..service import explain
-from .common import owner_of, run_key
+from .common import GPU_POOL, owner_of, run_key
 from .views import (
     SETTING_FIELDS,
     LaneShown,
@@ -96,7 +97,6 @@ def execution_view(cell, number_: int | None):
     return shown, series
 
 
-GRADE_ICONS = {"pass": "✅", "fail": "❌", "ungraded": "➖", "error": "⚠️"}
 
 
 def grade_md(g: Grade | None) -> str:
@@ -110,7 +110,7 @@ def grade_md(g: Grade | None) -> str:
 
 def execution_grades(cell, number_: int | None) -> tuple[str, str]:
     """The two lanes' grade badges of one stored execution (the latest when None)."""
-    from ..verdict import has_grader, lane_grade
+    from playground.evaluation.verdict import has_grader, lane_grade
 
     if not has_grader(cell) or not cell.executions:
         return "", ""
@@ -302,7 +302,7 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
 
     # Unqueued, so it lands at the click: a Stop pressed while the run waits in the queue then cancels it.
     run_btn.click(mark_waiting, None, None, queue=False, api_visibility="private", show_progress="hidden").then(
-        run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id="gpu",
+        run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id=GPU_POOL,
         # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
         show_progress="full", show_progress_on=[s_status, r_status], api_visibility="private").then(
         lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")

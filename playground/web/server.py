@@ -11,9 +11,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from .config import Settings, load_settings, log_startup
-from .owner import COOKIE_MAX_AGE_S, COOKIE_NAME, load_secret, new_owner_id, sign, verify
-from .service import Playground
+from playground.app.service import Playground
+from playground.app.startup import log_startup
+from playground.config import Settings, load_settings
+from playground.web.identity import COOKIE_MAX_AGE_S, COOKIE_NAME, load_secret, new_owner_id, sign, verify
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +26,8 @@ APP_CSP = "img-src 'self' data: blob:; media-src 'self' data: blob:"
 
 
 def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
-    import gradio as gr
-
-    from .routes import add_share_routes
-    from .ui import create_app, enable_queue
+    from playground.ui import mount_page
+    from playground.web.routes import add_share_routes
 
     api = FastAPI(title="Reasoning playground", docs_url=None, redoc_url=None)
 
@@ -51,23 +50,17 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
 
     @api.get("/healthz")
     def healthz() -> dict:
-        return {"ok": True, "model": pg.model_name(), "backend": pg.engine.kind if pg.engine else None}
+        return {"ok": True, "model": pg.model_name(), "backend": pg.backend.kind if pg.backend else None}
 
     # Before gradio is mounted at "/": routes match in order, and its mount would take every path.
     add_share_routes(api, store, secret)
-    demo = create_app(pg, store, secret)
-    # One generation at a time on the model: runs share the "gpu" pool and wait their turn.
-    enable_queue(demo, pg.settings.max_concurrent_runs, pg.settings.queue_size)
-    from .ui.app import CSS
-
-    # With PLAYGROUND_AUTH the page asks for a login; share pages (plain routes above) stay readable.
-    return gr.mount_gradio_app(api, demo, path="/", css=CSS, auth=pg.settings.auth_pairs or None)
+    return mount_page(api, pg, store, secret)
 
 
 def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
-    from .store import default_db_path, open_store
+    from playground.store import default_db_path, open_store
 
     settings = settings or load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -2,7 +2,7 @@
 
 `add_share_routes(api, store, secret)` adds them to the FastAPI app before gradio is mounted at
 "/", so they win over gradio's catch-all. Who a visitor is comes from the signed owner cookie
-(ui.common.owner_of); a request without one owns nothing here: owner-only routes answer 404,
+(identity.owner_of); a request without one owns nothing here: owner-only routes answer 404,
 as they do for someone else's session, and import/fork give it a fresh cookie. Every HTML
 answer carries a strict Content-Security-Policy; anything wrong with a /s/ link is one plain 404.
 
@@ -28,9 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from .errors import InvalidInput, PlaygroundError
-from .owner import COOKIE_MAX_AGE_S, COOKIE_NAME, new_owner_id, sign
-from .sharing import (
+from playground.errors import InvalidInput, NotFound, PlaygroundError
+from playground.sharing.schema import (
     MAX_IMPORT_BYTES,
     PLOTLY_JS,
     STATIC_DIR,
@@ -43,8 +42,7 @@ from .sharing import (
     share_csp,
     share_page,
 )
-from .store import NotFound
-from .ui.common import owner_of
+from playground.web.identity import COOKIE_MAX_AGE_S, COOKIE_NAME, new_owner_id, owner_of, sign
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 STATIC_FILES = {"plotly.min.js": PLOTLY_JS, "share.js": STATIC_DIR / "share.js", "share.css": STATIC_DIR / "share.css"}

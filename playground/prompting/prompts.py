@@ -21,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from playground.reasoning import REASONING_TAGS
+from playground.lanes import LANES
+from playground.prompting.catalog import REASONING_STYLES
+from playground.prompting.reasoning import REASONING_TAGS
 
 HERMES_THINKING_PROMPT = (
     "You are a deep thinking AI, you may use extremely long chains of thought to deeply consider the "
@@ -38,8 +40,6 @@ QWEN3_BUDGET_NUDGE = (
     "directly now.\n"
 )
 
-STYLES: tuple[str, ...] = ("hermes", "qwen3", "r1", "generic")
-LANES: tuple[str, ...] = ("standard", "reasoning")
 
 THINK_PREFILL = "<think>\n"
 THINK_CLOSE = "</think>"
@@ -119,8 +119,8 @@ def _hermes_reasoning(tokenizer, prompt: str, system: str | None) -> tuple[str, 
 
 
 def build_prompt(tokenizer, style: str, lane: str, prompt: str, system: str | None = None) -> LanePrompt:
-    if style not in STYLES:
-        raise ValueError(f"unknown reasoning style {style!r}; expected one of {', '.join(STYLES)}")
+    if style not in REASONING_STYLES:
+        raise ValueError(f"unknown reasoning style {style!r}; expected one of {', '.join(REASONING_STYLES)}")
     if lane not in LANES:
         raise ValueError(f"unknown lane {lane!r}; expected one of {', '.join(LANES)}")
     system = system if system and system.strip() else None

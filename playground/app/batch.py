@@ -26,13 +26,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from .engine import LANES, LaneSettings, validate_settings
-from .errors import InvalidInput
-from .graders import check_grader
-from .notebook import CHECKPOINT_INTERVAL_S, lane_payload
-from .prompts import build_prompt
-from .service import validate_prompt
-from .verdict import SWEEP_KEY, grade_record, has_grader, is_sweep, lane_grade, sweep_budget
+from playground.app.notebook import CHECKPOINT_INTERVAL_S, lane_payload
+from playground.app.service import validate_prompt
+from playground.backends.base import LocalBackend
+from playground.errors import InvalidInput
+from playground.evaluation.graders import check_grader
+from playground.evaluation.verdict import SWEEP_KEY, grade_record, has_grader, is_sweep, lane_grade, sweep_budget
+from playground.lanes import LANES, LaneSettings, validate_settings
+from playground.prompting.prompts import build_prompt
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,11 @@ class BatchProgress:
         return self.done / self.total if self.total else 1.0
 
 
-def batch_engine(pg):
-    """The local engine batch runs need (keyed rows in one generate, a tokenizer for the prompts).
+def batch_engine(pg) -> LocalBackend:
+    """The local backend batch runs need (keyed rows in one generate, a tokenizer for the prompts).
     A remote endpoint streams each lane as its own request: it has neither, so batches refuse it."""
-    engine = pg.require_engine()
-    if not (hasattr(engine, "start_prompts") and hasattr(engine, "tokenizer") and hasattr(engine, "loaded")):
+    engine = pg.require_backend()
+    if engine.kind != "local":
         raise InvalidInput("Run all and budget sweeps run on a local model: switch 'Runs go to' to Local model "
                            "(a remote endpoint runs cells one at a time with Run).")
     return engine
@@ -392,7 +393,7 @@ def _run_chunk(engine, store, owner, chunk: list[Job], stop: threading.Event, ru
 
 
 def _finish(store, run_id: str, r) -> None:
-    from .metrics import result_metrics
+    from playground.evaluation.metrics import result_metrics
 
     store.finish_run(run_id, status=r.status, prompt_tokens=r.prompt_tokens, metrics=result_metrics(r).to_dict(),
                      finish_reason=r.finish_reason, error=r.error, **lane_payload(r))

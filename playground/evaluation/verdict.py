@@ -19,9 +19,9 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from .graders import UNGRADED, Grade, grade, grade_key
+from playground.evaluation.graders import UNGRADED, Grade, grade, grade_key
+from playground.lanes import LANES
 
-LANES = ("standard", "reasoning")
 SWEEP_KEY = "sweep"
 UNLIMITED = "unlimited"  # how a budget of None is labelled in charts and exports
 

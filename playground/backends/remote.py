@@ -22,15 +22,22 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from .catalog import PRESETS, Preset, guess_style
-from .engine import LaneResult, LaneSettings, LaneUpdate
-from .errors import InvalidInput, PlaygroundError
-from .prompts import GENERIC_THINKING_PROMPT, HERMES_THINKING_PROMPT, LanePrompt, _render, ends_inside_think
-from .reasoning import ThinkParser
+from playground.config import normalize_base_url, safe_url
+from playground.errors import InvalidInput, PlaygroundError
+from playground.lanes import LaneResult, LaneSettings, LaneUpdate, add_text, add_token
+from playground.prompting.catalog import PRESETS, Preset, guess_style
+from playground.prompting.prompts import (
+    GENERIC_THINKING_PROMPT,
+    HERMES_THINKING_PROMPT,
+    LanePrompt,
+    _render,
+    ends_inside_think,
+)
+from playground.prompting.reasoning import ThinkParser
 
 log = logging.getLogger(__name__)
 
@@ -60,31 +67,6 @@ TIMING_NOTE = "timings are taken when each chunk arrives here: network time is i
 
 class RemoteError(PlaygroundError):
     """The endpoint could not be used; the message names the cause and the fix."""
-
-
-def normalize_base_url(url: str) -> str:
-    """'http://host:8000' or 'http://host:8000/v1/' -> 'http://host:8000/v1' (a bare host gets /v1,
-    where OpenAI-compatible servers answer). Raises InvalidInput for anything that is not http(s)."""
-    if not isinstance(url, str) or not url.strip():
-        raise InvalidInput("The endpoint URL is empty: give the server's base URL, e.g. http://127.0.0.1:8000/v1.")
-    raw = url.strip()
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in raw):
-        raise InvalidInput(f"The endpoint URL {safe_url(raw)!r} is not an http(s) URL: use e.g. "
-                           "http://127.0.0.1:8000/v1 or https://api.example.com/v1.")
-    path = parts.path.rstrip("/") or "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-def safe_url(url: str) -> str:
-    """The URL without user:password@ and query (either may carry a credential): what we show and store."""
-    try:
-        p = urlsplit(url)
-        host = p.hostname or ""
-        netloc = f"{host}:{p.port}" if p.port else host
-        return urlunsplit((p.scheme, netloc, p.path, "", ""))
-    except ValueError:
-        return "<unparsable URL>"
 
 
 def check_timeout(value) -> float:
@@ -400,7 +382,7 @@ class RemoteBackend:
 
     def reproducibility_record(self, run: RemoteRun) -> dict:
         """What ran, without the key: the endpoint (no credentials), model, switch and each lane's request."""
-        from . import __version__
+        from playground import __version__
 
         tok = self._tokenizer is not None
         return {
@@ -429,7 +411,6 @@ class RemoteRun:
     def __init__(self, backend: RemoteBackend, prompts: dict[str, LanePrompt], settings: dict[str, LaneSettings],
                  requests: dict[str, dict]):
         self.backend = backend
-        self.engine = backend  # what engine.Run calls it
         self.prompts = prompts
         self.settings = settings
         self.requests = requests
@@ -660,21 +641,13 @@ class _LaneState:
         else:  # text held back by the parser (a possible tag): the state it was received in
             kind = "reasoning" if self.in_server_reasoning or (not self.server_split and self.parser.in_reasoning) \
                 else "answer"
-        r.token_ids.append(-1)  # a chunk, not a token id: servers do not send ids
-        r.token_times.append(t)
-        r.token_kinds.append(kind)
-        r.forced.append(False)
+        add_token(r, -1, t, kind)  # a chunk, not a token id: servers do not send ids
         self.chunk_lens.append(len(reasoning) + len(content))
         return self._apply(raw, rd, ad, t)
 
     def _apply(self, raw: str, rd: str, ad: str, t: float) -> LaneUpdate:
-        r = self.result
-        r.text += raw
-        r.reasoning += rd
-        r.answer += ad
-        if ad.strip() and r.first_answer_time is None:
-            r.first_answer_time = t
-        return LaneUpdate(r.lane, "token", t, text=raw, reasoning=rd, answer=ad)
+        add_text(self.result, raw, rd, ad, t)
+        return LaneUpdate(self.result.lane, "token", t, text=raw, reasoning=rd, answer=ad)
 
     def finish(self, status: str, reason: str, t: float, error: str | None) -> Iterator[LaneUpdate]:
         r = self.result
@@ -683,7 +656,7 @@ class _LaneState:
         last = self.parser.finish()
         if last.reasoning or last.answer:
             yield self._apply("", last.reasoning, last.answer, t)
-        r.status, r.finish_reason, r.error, r.t_end = status, reason, error, t
+        r.end(status, reason, t, error)
         yield LaneUpdate(r.lane, "error" if status == "error" else "done", t, finish_reason=reason, error=error)
 
     def reconcile_counts(self, tok) -> str:

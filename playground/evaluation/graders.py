@@ -24,10 +24,11 @@ from fractions import Fraction
 
 import regex
 
-from .errors import InvalidInput
+from playground.errors import InvalidInput
 
 GRADER_KINDS = ("exact", "numeric", "regex", "choice", "python")
 STATUSES = ("pass", "fail", "ungraded", "error")
+GRADE_ICONS = {"pass": "✅", "fail": "❌", "ungraded": "➖", "error": "⚠️"}
 # Named limits, each checked once in check_grader / check_expected.
 MAX_EXPECTED_CHARS = 20_000  # a python test can be a page of asserts; an answer is far shorter
 MAX_REGEX_CHARS = 500

@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
-from .engine import Engine, LaneResult, LaneUpdate, Run
+from playground.backends.local.engine import Engine, Run
+from playground.lanes import LaneResult, LaneUpdate
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,12 @@ class _Member:
 
 class RunScheduler:
     """Feeds pending runs to the engine in batches of up to `max_runs`, from one thread of its own."""
+
+    @classmethod
+    def attach(cls, engine: Engine, max_runs: int) -> Engine:
+        """Make `engine` send its runs through a scheduler of up to `max_runs` runs per generate."""
+        engine.scheduler = cls(engine, max_runs)
+        return engine
 
     def __init__(self, engine: Engine, max_runs: int):
         self.engine = engine
@@ -113,7 +120,7 @@ class RunScheduler:
                 stops[key], owner[key] = m.run.stop_event, (m, lane)
         combined = Run(self.engine, prompts, settings)
         started = False
-        for u in self.engine._execute_locked(combined, row_stops=stops):
+        for u in self.engine.generate_rows(combined, row_stops=stops):
             if not started:  # the batch's results exist now: each run gets its own lanes
                 started = True
                 self._attach(live, combined)

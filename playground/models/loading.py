@@ -14,10 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import EMBEDDED_KEY, ModelSource, resolve_source
-from .config import Detected, detect_compute_dtype, detect_cpu_threads, detect_device
-from .embedded import Progress, _no_progress, ensure_embedded_checkpoint
-from .errors import (
+from playground.errors import (
     CorruptModelFolder,
     DoesNotFit,
     ModelNotFound,
@@ -25,7 +22,17 @@ from .errors import (
     PlaygroundError,
     QuantizationUnsupported,
 )
-from .memory import QUANT_MODES, MemoryPlan, choose_auto_quant, detected_hardware, plan_placement, size_model
+from playground.models.embedded import Progress, ensure_embedded_checkpoint, no_progress
+from playground.models.hardware import Detected, detect_compute_dtype, detect_cpu_threads, detect_device
+from playground.models.memory import (
+    QUANT_MODES,
+    MemoryPlan,
+    choose_auto_quant,
+    detected_hardware,
+    plan_placement,
+    size_model,
+)
+from playground.prompting.catalog import EMBEDDED_KEY, ModelSource, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +141,18 @@ def resolve(ref: str) -> ModelSource:
                             "folder: pick a preset or check the spelling.") from None
 
 
-def load_config(source: ModelSource, models_dir: Path, progress: Progress = _no_progress):
+def plan_config(source: ModelSource, models_dir: Path):
+    """The config a memory plan reads: a preset's known shape needs no download; anything else is read
+    from its config.json (the hub's or the folder's)."""
+    if source.preset is not None and source.kind == "preset":
+        from transformers import AutoConfig
+
+        shape = source.preset.shape
+        return AutoConfig.for_model(shape.model_type, **shape.to_config_kwargs())
+    return load_config(source, models_dir)[0]
+
+
+def load_config(source: ModelSource, models_dir: Path, progress: Progress = no_progress):
     """The model's transformers config and the path/id its weights load from."""
     from transformers import AutoConfig
 
@@ -195,12 +213,12 @@ def plan_for(config, label: str, quant: str, hardware=None, kv_tokens: int | Non
 
 
 def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, hardware=None,
-               progress: Progress = _no_progress, kv_tokens: int | None = None, cpu_threads: int = 0) -> LoadedModel:
+               progress: Progress = no_progress, kv_tokens: int | None = None, cpu_threads: int = 0) -> LoadedModel:
     """Resolve, plan, and load a model; raises PlaygroundError subclasses with actionable text."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .config import Settings
+    from playground.config import Settings
 
     if quant not in (*QUANT_MODES, "auto"):
         raise QuantizationUnsupported(f"Quantization '{quant}' is unknown: use nf4, int8, none or auto.")

@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from .graders import Grade
+from playground.evaluation.graders import Grade
 
 # Named limits of one code test.
 TIMEOUT_S = 5.0  # wall clock, includes interpreter start-up (~30 ms)

@@ -16,137 +16,13 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
-from .errors import InvalidInput
-from .prompts import LanePrompt, build_prompt
-from .reasoning import ThinkParser
+from playground.backends.local.decoding import LocalLane
+from playground.lanes import LaneResult, LaneSettings, LaneUpdate
+from playground.prompting.prompts import LanePrompt, build_prompt
+from playground.prompting.reasoning import ThinkParser
 
 log = logging.getLogger(__name__)
-
-LANES = ("standard", "reasoning")
-# Named limits, each checked once in `validate_settings`.
-MAX_TEMPERATURE = 5.0
-MAX_TOP_K = 1000
-MAX_SEED = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class LaneSettings:
-    """One lane's generation settings. temperature 0 is greedy; thinking_budget None is unlimited."""
-
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int = 0
-    min_new_tokens: int = 0
-    thinking_budget: int | None = None
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def validate_settings(s: LaneSettings, max_new_tokens_limit: int, lane: str = "") -> LaneSettings:
-    """Raise InvalidInput naming the setting, the value and the allowed range."""
-    where = f"{lane} lane: " if lane else ""
-
-    def bad(name, value, allowed):
-        raise InvalidInput(f"{where}{name}={value!r} is out of range: use {allowed}.")
-
-    def is_num(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # v == v rejects NaN
-
-    for name in ("max_new_tokens", "top_k", "seed", "min_new_tokens"):
-        v = getattr(s, name)
-        if not isinstance(v, int) or isinstance(v, bool):
-            bad(name, v, "a whole number")
-    if not 1 <= s.max_new_tokens <= max_new_tokens_limit:
-        bad("max_new_tokens", s.max_new_tokens, f"1–{max_new_tokens_limit} (limit max_new_tokens)")
-    if not 0 <= s.min_new_tokens <= s.max_new_tokens:
-        bad("min_new_tokens", s.min_new_tokens, f"0–max_new_tokens ({s.max_new_tokens})")
-    if not is_num(s.temperature) or not 0 <= s.temperature <= MAX_TEMPERATURE:
-        bad("temperature", s.temperature, f"0–{MAX_TEMPERATURE} (0 is greedy)")
-    if not is_num(s.top_p) or not 0 < s.top_p <= 1:
-        bad("top_p", s.top_p, "a number in (0, 1]")
-    if not 0 <= s.top_k <= MAX_TOP_K:
-        bad("top_k", s.top_k, f"0–{MAX_TOP_K} (0 turns it off)")
-    if not 0 <= s.seed <= MAX_SEED:
-        bad("seed", s.seed, f"0–{MAX_SEED}")
-    if s.thinking_budget is not None and (not isinstance(s.thinking_budget, int)
-                                          or isinstance(s.thinking_budget, bool) or s.thinking_budget < 0):
-        bad("thinking_budget", s.thinking_budget, "a whole number ≥ 0, or empty for unlimited")
-    return s
-
-
-@dataclass(frozen=True)
-class LaneUpdate:
-    """One event of one lane. kind: "token" | "done" | "error"."""
-
-    lane: str
-    kind: str
-    t: float
-    token_ids: tuple[int, ...] = ()
-    text: str = ""
-    reasoning: str = ""
-    answer: str = ""
-    forced: bool = False
-    token_kind: str = ""  # "reasoning" | "answer" for a token event; lets a mirror rebuild a LaneResult
-    finish_reason: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class LaneResult:
-    """Everything a lane produced, torch-free: what metrics, charts and the store read."""
-
-    lane: str
-    prompt_tokens: int
-    settings: LaneSettings
-    t_start: float
-    token_ids: list[int] = field(default_factory=list)
-    token_times: list[float] = field(default_factory=list)
-    token_kinds: list[str] = field(default_factory=list)  # "reasoning" | "answer", one per token
-    forced: list[bool] = field(default_factory=list)
-    text: str = ""
-    reasoning: str = ""
-    answer: str = ""
-    status: str = "running"  # running | done | stopped | error
-    finish_reason: str | None = None
-    error: str | None = None
-    t_end: float | None = None
-    first_answer_time: float | None = None
-    count_source: str = "exact"  # a remote lane: "usage" | "tokenizer" | "estimate" (metrics.LaneMetrics)
-
-
-class _Decoder:
-    """UTF-8-safe incremental decoding: re-decode a short window, emit only the new suffix, and hold
-    back text ending in U+FFFD (a multi-byte character split across tokens). O(window) per token."""
-
-    def __init__(self, tokenizer, skip_ids: set[int]):
-        self.tok = tokenizer
-        self.skip = skip_ids
-        self.ids: list[int] = []
-        self.prefix = 0
-        self.read = 0
-
-    def push(self, token_id: int) -> str:
-        if token_id in self.skip:
-            return ""
-        self.ids.append(token_id)
-        prefix_text = self.tok.decode(self.ids[self.prefix:self.read], skip_special_tokens=False)
-        new_text = self.tok.decode(self.ids[self.prefix:], skip_special_tokens=False)
-        if new_text.endswith("\ufffd") or len(new_text) <= len(prefix_text):
-            return ""
-        self.prefix, self.read = self.read, len(self.ids)
-        return new_text[len(prefix_text):]
-
-    def flush(self) -> str:
-        prefix_text = self.tok.decode(self.ids[self.prefix:self.read], skip_special_tokens=False)
-        new_text = self.tok.decode(self.ids[self.prefix:], skip_special_tokens=False)
-        self.prefix = self.read = len(self.ids)
-        return new_text[len(prefix_text):]
-
 
 class _Row:
     """Generation-thread state of one batch row."""
@@ -336,21 +212,17 @@ class Run:
 
 
 class Engine:
-    """Runs lanes on one loaded model. With max_batch_runs > 1, runs waiting for the model are
-    generated together (playground.batching); otherwise one at a time (a second waits for the lock).
-    Satisfies playground.backend.Backend, as the remote backend does."""
+    """Runs lanes on one loaded model, one run at a time (a second waits for the lock), or, with a
+    `scheduler` attached (playground.backends.local.scheduler), runs waiting for the model generated
+    together. Satisfies playground.backends.base.Backend, as the remote backend does."""
 
     kind = "local"
 
-    def __init__(self, loaded, max_batch_runs: int = 1):
+    def __init__(self, loaded):
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.lock = threading.Lock()
-        self.scheduler = None
-        if max_batch_runs > 1:
-            from .batching import RunScheduler
-
-            self.scheduler = RunScheduler(self, max_batch_runs)
+        self.scheduler = None  # set by scheduler.RunScheduler.attach
         tok = self.tokenizer
         eos = loaded.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -378,11 +250,11 @@ class Engine:
             yield from self.scheduler.execute(run)
             return
         with self.lock:
-            yield from self._execute_locked(run)
+            yield from self.generate_rows(run)
 
-    def _execute_locked(self, run: Run, row_stops: dict[str, threading.Event] | None = None) -> Iterator[LaneUpdate]:
-        """Generate every lane of `run` as one left-padded batch. `row_stops` (lane -> Event) lets
-        lanes stop one by one: the scheduler (batching.py) gives each visitor's rows their own Stop."""
+    def generate_rows(self, run: Run, row_stops: dict[str, threading.Event] | None = None) -> Iterator[LaneUpdate]:
+        """Generate every lane of `run` as one left-padded batch; the caller holds `lock`. `row_stops`
+        (lane -> Event) lets lanes stop one by one: the scheduler gives each visitor's rows their own Stop."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -427,7 +299,7 @@ class Engine:
         # 2) generate in a worker thread made for this run; this thread turns tokens into updates
         thread = threading.Thread(target=work, name="generate", daemon=True)
         thread.start()
-        lanes = {lane: _LaneState(run.results[lane], run.prompts[lane], tok, self.skip_ids) for lane in names}
+        lanes = {lane: LocalLane(run.results[lane], run.prompts[lane], tok, self.skip_ids) for lane in names}
         try:
             while True:
                 kind, i, payload, t, forced = q.get()
@@ -443,7 +315,7 @@ class Engine:
                         yield from st.finish(*(("stopped", "stopped") if stopped else ("done", "length")), t)
                     break
                 elif kind == "error":
-                    msg = self._explain(payload)
+                    msg = explain_failure(payload)
                     log.warning("generation failed: %s", msg)
                     for st in lanes.values():
                         yield from st.finish("error", "error", t, error=msg)
@@ -456,27 +328,16 @@ class Engine:
                 if st.result.status == "running":
                     list(st.finish("stopped", "stopped", time.perf_counter()))
 
-    @staticmethod
-    def _explain(exc: BaseException) -> str:
-        import torch
-
-        if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            return ("Out of memory during generation: lower max new tokens, shorten the prompt, or load the "
-                    "model in nf4.")
-        return f"Generation failed: {type(exc).__name__}: {exc}"
-
     def reproducibility_record(self, run: Run) -> dict:
         import bitsandbytes
         import torch
         import transformers
 
-        from . import __version__
+        from playground import __version__
 
         lm = self.loaded
         return {
-            "backend": "local",  # a remote run's record says "remote" (playground.remote)
+            "backend": "local",  # a remote run's record says "remote" (playground.backends.remote)
             "model_id": lm.model_id, "revision": lm.revision, "quant": lm.quant,
             "dtype": lm.dtype.value, "device": lm.device.value,
             "placement": lm.placement.to_dict(),
@@ -489,56 +350,16 @@ class Engine:
         }
 
 
-def add_text(r: LaneResult, text: str, reasoning: str, answer: str, t: float) -> None:
-    """Append one step's text to a lane; the first non-blank answer text marks time to first answer."""
-    r.text += text
-    r.reasoning += reasoning
-    r.answer += answer
-    if answer.strip() and r.first_answer_time is None:
-        r.first_answer_time = t
+def explain_failure(exc: BaseException) -> str:
+    """A generate that raised, in the user's terms (out of memory says what to change)."""
+    import torch
 
-
-class _LaneState:
-    """Consumer-side state of one lane: decoding, think parsing and the accumulating result."""
-
-    def __init__(self, result: LaneResult, prompt: LanePrompt, tokenizer, skip_ids: set[int]):
-        self.result = result
-        self.key = result.lane  # the row's key in this generate; a scheduler may rename result.lane
-        self.decoder = _Decoder(tokenizer, skip_ids)
-        self.parser = ThinkParser(prompt.starts_in_reasoning)
-
-    def on_token(self, token_id: int, t: float, forced: bool) -> LaneUpdate:
-        r = self.result
-        was_reasoning = self.parser.in_reasoning
-        text = self.decoder.push(token_id)
-        delta = self.parser.feed(text) if text else None
-        kind = "reasoning" if (was_reasoning or self.parser.in_reasoning
-                               or (delta and delta.reasoning and not delta.answer)) else "answer"
-        r.token_ids.append(token_id)
-        r.token_times.append(t)
-        r.token_kinds.append(kind)
-        r.forced.append(forced)
-        return self._apply(text, delta, t, token_ids=(token_id,), forced=forced, token_kind=kind)
-
-    def _apply(self, text, delta, t, **kw) -> LaneUpdate:
-        rd = delta.reasoning if delta else ""
-        ad = delta.answer if delta else ""
-        add_text(self.result, text, rd, ad, t)
-        return LaneUpdate(self.key, "token", t, text=text, reasoning=rd, answer=ad, **kw)
-
-    def finish(self, status: str, reason: str, t: float, error: str | None = None) -> Iterator[LaneUpdate]:
-        r = self.result
-        if r.status != "running":
-            return
-        tail = self.decoder.flush()
-        delta = self.parser.feed(tail) if tail else None
-        last = self.parser.finish()
-        if tail or last.reasoning or last.answer:
-            merged = type(last)((delta.reasoning if delta else "") + last.reasoning,
-                                (delta.answer if delta else "") + last.answer)
-            yield self._apply(tail, merged, t)
-        r.status, r.finish_reason, r.error, r.t_end = status, reason, error, t
-        yield LaneUpdate(self.key, "error" if status == "error" else "done", t, finish_reason=reason, error=error)
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return ("Out of memory during generation: lower max new tokens, shorten the prompt, or load the "
+                "model in nf4.")
+    return f"Generation failed: {type(exc).__name__}: {exc}"
 
 
 def generate_all(engine: Engine, prompt: str, system: str | None = None,
@@ -547,5 +368,4 @@ def generate_all(engine: Engine, prompt: str, system: str | None = None,
     return engine.start(prompt, system, lanes).collect()
 
 
-__all__ = ["Engine", "LaneResult", "LaneSettings", "LaneUpdate", "Run", "generate_all",
-           "validate_settings"]
+__all__ = ["Engine", "Run", "generate_all"]

@@ -62,14 +62,15 @@ import plotly.io as pio
 from markdown_it import MarkdownIt
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import charts
-from .engine import LANES
-from .errors import InvalidInput
-from .metrics import LaneMetrics, format_metrics
-from .store import CellFull, Execution, RunInfo, SessionFull
-from .store.checks import MAX_TITLE_CHARS
-from .store.models import CELL_KINDS, RUN_STATUSES
-from .verdict import Verdict, lane_grade, session_verdict
+from playground.errors import InvalidInput
+from playground.evaluation import charts
+from playground.evaluation.graders import GRADE_ICONS
+from playground.evaluation.metrics import LaneMetrics, format_metrics
+from playground.evaluation.verdict import Verdict, lane_grade, session_verdict
+from playground.lanes import LANE_TITLES, LANES, RUN_STATUSES
+from playground.store import CellFull, Execution, RunInfo, SessionFull
+from playground.store.checks import MAX_TITLE_CHARS
+from playground.store.models import CELL_KINDS
 
 SCHEMA = "reasoning-playground/session"
 VERSION = 1
@@ -84,10 +85,9 @@ SHARE_TOKEN_BYTES = 32  # 256 bits: a share URL is a bearer credential
 # What a share token looks like: token_urlsafe output, checked before any lookup.
 SHARE_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,200}")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: static/ sits beside playground/
 STATIC_DIR = ROOT / "static"
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
-LANE_TITLES = {"standard": "Standard", "reasoning": "Reasoning"}
 STATUS_ICONS = {"running": "▶️", "done": "✅", "stopped": "⏹️", "error": "⚠️", "interrupted": "💥"}
 PAGE_CACHE_SIZE = 8  # rendered pages kept (a few MB each for long sessions)
 EXPORT_FORMATS = {"json": ("application/json", "json"), "md": ("text/markdown; charset=utf-8", "md"),
@@ -350,7 +350,6 @@ def export_markdown(session: SessionFull) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-GRADE_ICONS = {"pass": "✅", "fail": "❌", "ungraded": "➖", "error": "⚠️"}
 
 
 def _grade_line(g) -> str:

@@ -12,15 +12,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .catalog import PRESETS
-from .config import Settings
-from .engine import Engine, LaneSettings, Run, validate_settings
-from .errors import InvalidInput, NoModelLoaded, PlaygroundError, check_encodable
-from .loading import LoadedModel, load_config, load_model, plan_for, resolve
-from .memory import GB, MemoryPlan, parse_hardware
-from .metrics import RunningMetrics
-from .remote import RemoteBackend, RemoteConfig, list_models, normalize_base_url
-from .zerogpu import new_engine
+from playground.backends import local_backend
+from playground.backends.base import Backend, RunLike
+from playground.backends.remote import RemoteBackend, RemoteConfig, list_models
+from playground.config import Settings, normalize_base_url
+from playground.errors import InvalidInput, NoModelLoaded, PlaygroundError, check_encodable
+from playground.evaluation.metrics import RunningMetrics
+from playground.lanes import LaneSettings, validate_settings
+from playground.models.loading import LoadedModel, load_model, plan_config, plan_for, resolve
+from playground.models.memory import GB, MemoryPlan, parse_hardware
+from playground.prompting.catalog import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,11 @@ class Playground:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self.loaded: LoadedModel | None = None
-        # The active backend (playground.backend.Backend): an Engine on `loaded`, or a RemoteBackend.
-        self.engine: Engine | RemoteBackend | None = None
-        self._local_engine: Engine | None = None
+        # The active backend: one on `loaded` (local_backend), or a RemoteBackend.
+        self.backend: Backend | None = None
+        self._local_backend: Backend | None = None
         self._load_lock = threading.Lock()
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, RunLike] = {}
         self._runs_lock = threading.Lock()
         self._waiting: dict[str, bool] = {}  # run key -> stopped while queued (see mark_waiting)
         self._run_times: dict[str, list[float]] = {}  # owner -> monotonic start times within RATE_WINDOW_S
@@ -83,13 +84,13 @@ class Playground:
         hw = self._hardware(hardware)
         with self._load_lock:
             # Wait for a generation in flight: swapping the model under it would break it.
-            old = self.engine
+            old = self.backend
             if old is not None:
                 old.lock.acquire()
             try:
                 loaded = load_model(ref, quant, self.settings.models_dir, hardware=hw,
                                     progress=progress or (lambda f, m: None), cpu_threads=self.settings.cpu_threads)
-                self.loaded, self.engine = loaded, new_engine(loaded, self.settings)
+                self.loaded, self.backend = loaded, local_backend(loaded, self.settings)
             finally:
                 if old is not None:
                     old.lock.release()
@@ -98,14 +99,7 @@ class Playground:
     def plan(self, ref: str, quant: str, hardware: str = "") -> MemoryPlan:
         hw = self._hardware(hardware)
         source = resolve(ref)
-        if source.preset is not None and source.kind == "preset":
-            from transformers import AutoConfig
-
-            shape = source.preset.shape
-            config = AutoConfig.for_model(shape.model_type, **shape.to_config_kwargs())
-        else:
-            config, _ = load_config(source, self.settings.models_dir)
-        plan, _quant, _reason = plan_for(config, source.label, quant, hw)
+        plan, _quant, _reason = plan_for(plan_config(source, self.settings.models_dir), source.label, quant, hw)
         return plan
 
     @staticmethod
@@ -117,15 +111,15 @@ class Playground:
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
 
-    def require_engine(self) -> Engine | RemoteBackend:
-        if self.engine is None:
+    def require_backend(self) -> Backend:
+        if self.backend is None:
             raise NoModelLoaded("No model is loaded: load one in the model panel first.")
-        return self.engine
+        return self.backend
 
     # --- remote endpoints ---------------------------------------------------------------------
     @property
     def remote(self) -> RemoteBackend | None:
-        return self.engine if isinstance(self.engine, RemoteBackend) else None
+        return self.backend if self.backend is not None and self.backend.kind == "remote" else None
 
     def remote_config(self, url: str = "", model: str = "", api_key: str = "", timeout_s=None, switch: str = "",
                       *, visitor: bool = False) -> RemoteConfig:
@@ -170,8 +164,8 @@ class Playground:
             backend.resolve_model()  # asks the server now, so a wrong URL fails here and not at the first run
         with self._load_lock:
             if self.remote is None:
-                self._local_engine = self.engine  # kept as it was built (e.g. for ZeroGPU), for use_local()
-            self.engine = backend
+                self._local_backend = self.backend  # kept as it was built (e.g. for ZeroGPU), for use_local()
+            self.backend = backend
         log.info("runs go to %s", backend.describe().replace("**", ""))
         return backend
 
@@ -181,7 +175,7 @@ class Playground:
             raise NoModelLoaded("No local model is loaded: load one in the model panel first.")
         with self._load_lock:
             if self.remote is not None:
-                self.engine = self._local_engine or Engine(self.loaded)
+                self.backend = self._local_backend or local_backend(self.loaded, self.settings)
 
     def model_name(self) -> str | None:
         if self.remote is not None:
@@ -218,11 +212,11 @@ class Playground:
             self.remote.check_lanes(lanes)
 
     def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings],
-                  owner: str | None = None) -> Run:
+                  owner: str | None = None) -> RunLike:
         self.check_run_input(prompt, system, lanes)
         if owner is not None:
             self._count_run(owner)
-        run = self.require_engine().start(prompt, system or None, lanes)
+        run = self.require_backend().start(prompt, system or None, lanes)
         with self._runs_lock:
             previous = self._runs.get(key)
             if previous is not None:
@@ -283,7 +277,7 @@ class Playground:
             r.stop()
         return bool(runs)
 
-    def stream_views(self, key: str, run: Run) -> Iterator[dict[str, LaneView]]:
+    def stream_views(self, key: str, run: RunLike) -> Iterator[dict[str, LaneView]]:
         """Iterate a run, yielding every lane's view at most every UI_UPDATE_INTERVAL_S, and at the end.
 
         Token timing lives in the engine; this only decides how often the UI hears about it, so a
@@ -306,7 +300,7 @@ class Playground:
                     del self._runs[key]
 
     @staticmethod
-    def views(run: Run, live: dict[str, RunningMetrics]) -> dict[str, LaneView]:
+    def views(run: RunLike, live: dict[str, RunningMetrics]) -> dict[str, LaneView]:
         """Every lane's view; `live` keeps each lane's metrics counted so far between calls."""
         out = {}
         for lane, r in run.results.items():
@@ -329,7 +323,7 @@ class Playground:
                 f"{extra} · loaded in {lm.load_seconds:.1f} s")
 
 
-def log_stream_stats(run: Run, spent: list[float]) -> None:
+def log_stream_stats(run: RunLike, spent: list[float]) -> None:
     """One line per run: how many updates reached the UI and what each cost the server early and late.
     A UI that re-renders whole texts shows late ≫ early here long before users notice."""
     if len(spent) < 10:

@@ -31,6 +31,10 @@ LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 APP_NAME = "reasoning-playground"
 ENV_PREFIX = "PLAYGROUND_"
 DB_FILENAME = "playground.db"  # in the home folder unless PLAYGROUND_DB names another file
+# Most runs on the model at once (max_concurrent_runs): each adds rows to every decode step, and the
+# memory plan's KV room admits fewer where it is smaller (playground.backends.local.admission).
+MAX_CONCURRENT_RUNS = 64
+ConcurrentRuns = Annotated[int, Field(ge=1, le=MAX_CONCURRENT_RUNS)] | Literal["auto"]
 
 
 def default_home() -> Path:
@@ -80,7 +84,7 @@ ALLOWED: dict[str, str] = {
     "public": "true or false (1/0, yes/no)",
     "auth": "user:password pairs separated by commas, e.g. ann:pw1,bob:pw2",
     "hf_oauth": "true or false (unset: on when OAUTH_CLIENT_ID is set, as on a Space with hf_oauth: true)",
-    "max_concurrent_runs": "an integer 1–64",
+    "max_concurrent_runs": f"auto, or an integer 1–{MAX_CONCURRENT_RUNS}",
     "allowed_models": "preset keys separated by commas, from: " + ", ".join(PRESETS),
     "zero_gpu_duration_s": "an integer ≥ 1 (seconds)",
     "code_grading": "true or false (unset: on when private, off when public)",
@@ -121,8 +125,10 @@ class Settings(BaseSettings):
     # None: follow the Space. `hf_oauth: true` in the README front matter makes a Space set OAUTH_CLIENT_ID.
     hf_oauth: bool | None = Field(None, description="require a Hugging Face login (Sign in with HF) "
                                                     "(default: on when OAUTH_CLIENT_ID is set)")
-    max_concurrent_runs: int = Field(1, ge=1, le=64, description="paired runs on the model at the same time: "
-                                                                 "runs waiting together share one batched generate")
+    # auto: as many paired runs as the loaded model's memory plan has KV room for (the footer says why).
+    max_concurrent_runs: ConcurrentRuns = Field("auto", description="paired runs on the model at the same time, "
+                                                "sharing its decode steps (auto: as many as the memory plan's KV "
+                                                "room holds)")
     # NoDecode: read "a,b" as a comma list rather than as JSON.
     allowed_models: Annotated[list[str], NoDecode] = Field(
         default_factory=_all_presets, description="preset keys that may be loaded in public mode, comma separated")
@@ -146,6 +152,11 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser() if v is not None else None
+
+    @field_validator("max_concurrent_runs", mode="before")
+    @classmethod
+    def _runs(cls, v: Any) -> Any:
+        return "auto" if isinstance(v, str) and v.strip().lower() == "auto" else v
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -49,6 +49,22 @@ def loaded_nf4(models_dir):
 
 
 @pytest.fixture(scope="session")
+def loaded_fp32(loaded_nf4):
+    """The embedded model unquantized in float32 (same tokenizer and plan): greedy equality across batch
+    shapes holds exactly here, where bf16 rounding can flip a near-tie (tests/test_batching.py)."""
+    import dataclasses
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from playground.models.hardware import Detected
+
+    model = AutoModelForCausalLM.from_pretrained(loaded_nf4.path, dtype=torch.float32).eval()
+    return dataclasses.replace(loaded_nf4, model=model, quant="none", dtype=Detected("float32", "asked for by a test"),
+                               settings_reasons={})
+
+
+@pytest.fixture(scope="session")
 def engine(loaded_nf4):
     from playground.backends.local.engine import Engine
 

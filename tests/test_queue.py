@@ -2,10 +2,12 @@
 leave the queue before their run starts without touching the run in progress (over the API with
 job.cancel(); in the page with Stop, which cancels a run still waiting for its turn).
 
-Four visitors (four gradio_client connections, so four distinct owners) on the `server` fixture,
-which runs one generation at a time (max_concurrent_runs=1): A runs a long cell; B, C and D queue
-behind it in that order; C cancels while waiting. What happened is read back from the server's
-database: who ran, when, and who never did.
+Four visitors (four gradio_client connections, so four distinct owners) on `queue_server`, which
+runs one run at a time (PLAYGROUND_MAX_CONCURRENT_RUNS=1), so the queue fills as it does when every
+place of a larger server is taken: A runs a long cell; B, C and D queue behind it in that order; C
+cancels while waiting. What happened is read back from the server's database: who ran, when, and
+who never did. At the shipped default ("auto") a visitor who arrives during a long run does not
+queue at all: the last test, on the `server` fixture.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.utils import Status
 
+from bench.common import ServerProcess
 from playground.store import open_store
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,7 +55,20 @@ class Visitor:
         return st.rank if st.code == Status.IN_QUEUE else None
 
 
-def test_waiting_visitors_are_served_in_order_and_can_leave_the_queue(server):
+@pytest.fixture(scope="module")
+def queue_server(models_dir, tmp_path_factory):
+    home = tmp_path_factory.mktemp("queue-home")
+    (home / "models").symlink_to(models_dir, target_is_directory=True)
+    srv = ServerProcess(home, env={"PLAYGROUND_MAX_CONCURRENT_RUNS": "1", "PLAYGROUND_FETCH_EMBEDDED": "0"})
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_waiting_visitors_are_served_in_order_and_can_leave_the_queue(queue_server):
+    server = queue_server
     a, b, c, d = (Visitor(server, n, f"Visitor {n}: tell a story about the number {i}.")
                   for i, n in enumerate("ABCD"))
     a.submit(LONG)
@@ -122,8 +138,8 @@ def page_of_new_visitor(browser, server, store):
 
 
 @pytest.fixture
-def server_store(server):
-    with open_store(server.home / "playground.db") as s:
+def server_store(queue_server):
+    with open_store(queue_server.home / "playground.db") as s:
         yield s
 
 
@@ -132,7 +148,8 @@ def executions(store, ids) -> int:
     return len(store.get_session(owner, session_id).cells[0].executions)
 
 
-def test_the_page_shows_a_waiting_visitor_their_place_and_then_runs(browser, server, server_store):
+def test_the_page_shows_a_waiting_visitor_their_place_and_then_runs(browser, queue_server, server_store):
+    server = queue_server
     a = long_run_in_progress(server)
     context, page, ids = page_of_new_visitor(browser, server, server_store)
     try:
@@ -152,7 +169,8 @@ def test_the_page_shows_a_waiting_visitor_their_place_and_then_runs(browser, ser
         context.close()
 
 
-def test_stop_in_the_page_while_waiting_cancels_the_queued_run(browser, server, server_store):
+def test_stop_in_the_page_while_waiting_cancels_the_queued_run(browser, queue_server, server_store):
+    server = queue_server
     a = long_run_in_progress(server)
     context, page, ids = page_of_new_visitor(browser, server, server_store)
     cell = page.locator(".prompt-cell").first
@@ -170,6 +188,18 @@ def test_stop_in_the_page_while_waiting_cancels_the_queued_run(browser, server, 
         a.client.predict(a.cell, api_name="/stop_cell")
         cell.locator(".stop-btn").click()
         context.close()
+
+
+def test_at_the_shipped_default_a_visitor_arriving_during_a_long_run_does_not_wait_for_it(server):
+    a = long_run_in_progress(server)
+    try:
+        b = Visitor(server, "B", "Name a colour.")
+        final_b = b.submit(SHORT).result(timeout=120)
+        assert {final_b[lane]["status"] for lane in ("standard", "reasoning")} == {"done"}
+        assert not a.job.done()  # B ran to the end while A's 1,500 tokens were still coming
+    finally:
+        a.client.predict(a.cell, api_name="/stop_cell")
+    assert a.job.result(timeout=60)["standard"]["status"] == "stopped"
 
 
 def test_the_idle_queue_sleeps_between_looks_instead_of_spinning():

@@ -217,6 +217,7 @@ class Playground:
         if owner is not None:
             self._count_run(owner)
         run = self.require_backend().start(prompt, system or None, lanes)
+        run.owner = owner  # whose run it is: the local step scheduler takes owners in turn (fairness)
         with self._runs_lock:
             previous = self._runs.get(key)
             if previous is not None:

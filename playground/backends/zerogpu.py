@@ -45,8 +45,9 @@ def _generate_in_worker(prompts: dict, settings: dict, stop_flag: str) -> Iterat
     threading.Thread(target=watch, name="zero-gpu-stop", daemon=True).start()
     try:
         started = False
-        # The parent holds the engine lock for this run; the fork copied it locked, so skip it here.
-        for update in _ENGINE.generate_rows(run):
+        # The parent holds the engine lock for this run; the fork copied it locked, so a step loop of
+        # the worker's own runs it (one run per GPU call: ZeroGPU lends the GPU call by call).
+        for update in _ENGINE.execute_alone(run):
             if not started:
                 started = True
                 yield ("start", run.t_start, run.record)

@@ -14,6 +14,7 @@ import gradio as gr
 
 from playground.app.notebook import Notebook
 from playground.app.service import Playground, explain, plan_markdown
+from playground.backends import concurrent_runs
 from playground.backends.remote import MAX_TIMEOUT_S as REMOTE_MAX_TIMEOUT_S
 from playground.backends.remote import SWITCHES
 from playground.evaluation.charts import CellSummary, session_summary, summary_numbers
@@ -65,8 +66,9 @@ def mount_page(api, pg: Playground, store, secret: bytes):
     """Build the page, turn on its queue and mount it at "/" of the FastAPI app `api` (after the plain
     routes, which gradio's catch-all would otherwise take)."""
     demo = create_app(pg, store, secret)
-    # One generation at a time on the model: runs share the GPU_POOL and wait their turn.
-    enable_queue(demo, pg.settings.max_concurrent_runs, pg.settings.queue_size)
+    # Runs share the GPU_POOL: as many at once as share the model's decode steps (max_concurrent_runs,
+    # "auto" from the memory plan); the rest wait in gradio's queue and see their place.
+    enable_queue(demo, concurrent_runs(pg.settings, pg.loaded)[0], pg.settings.queue_size)
     # With PLAYGROUND_AUTH the page asks for a login; share pages (plain routes) stay readable.
     return gr.mount_gradio_app(api, demo, path="/", css=CSS, auth=pg.settings.auth_pairs or None)
 

@@ -166,7 +166,7 @@ def _shared_or_none(store, token: str):
 
 
 def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
-    # In this order: the catch-all under /s/ comes last, and the static files before it.
+    # Routes match in the order they are added: the catch-all under /s/ stays the last of them.
     _add_share_link_routes(api, store, secret)
     _add_export_import_routes(api, store, secret)
     _add_static_routes(api)

@@ -65,8 +65,8 @@ class PlacementReport:
 
     def to_markdown(self) -> str:
         rows = "\n".join(
-            f"| {d.plan_device} | {d.device} | {d.modules} | {d.bytes / GB:,.2f} GB | {d.planned_bytes / GB:,.2f} GB "
-            f"| {d.kv_bytes / GB:,.2f} GB | {d.headroom_bytes / GB:,.2f} GB |" for d in self.devices)
+            f"| {d.plan_device} | {d.device} | {d.modules} | {_size(d.bytes)} | {_size(d.planned_bytes)} "
+            f"| {_size(d.kv_bytes)} | {_size(d.headroom_bytes)} |" for d in self.devices)
         ratio = self.footprint_bytes / self.predicted_bytes if self.predicted_bytes else float("nan")
         return ("| planned for | on | modules | weights | planned | KV reserve | headroom |\n"
                 f"|---|---|---|---|---|---|---|\n{rows}\n\n"
@@ -110,6 +110,10 @@ def placement_report(model, plan: MemoryPlan, dtype: str) -> PlacementReport:
             workspace_bytes=d.workspace_bytes if d else 0, headroom_bytes=d.headroom_bytes if d else 0))
     return PlacementReport(tuple(rows), dtype, plan.quant, int(model.get_memory_footprint()), plan.weight_bytes,
                            plan.strategy, plan.budget.describe())
+
+
+def _size(n: int) -> str:
+    return f"{n / GB:,.2f} GB" if abs(n) >= GB else f"{n / 1e6:,.1f} MB"
 
 
 def _unit_name(param_name: str) -> str:

@@ -8,6 +8,7 @@ The loader hands the plan's `device_map` to transformers as is, so the real spli
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field, replace
 
 from playground.models.sizing import (
@@ -252,9 +253,13 @@ def _balanced(devices: list[DevicePlan], size: ModelSize, cost: dict, kv_per_lay
     free[-1] -= sum(cost[u] for u in last)
     per_layer = sum(cost[u.name] for u in layers) // max(1, len(layers)) + kv_per_layer
     counts = [0] * len(gpus)
+    # Each next layer goes where it leaves the most free memory per layer: free/(n+1) - per_layer.
+    heap = [(-(f - per_layer), j) for j, f in enumerate(free)]
+    heapq.heapify(heap)
     for _ in layers:
-        i = max(range(len(gpus)), key=lambda j: (free[j] - (counts[j] + 1) * per_layer) / (counts[j] + 1))
-        counts[i] += 1
+        _, j = heapq.heappop(heap)
+        counts[j] += 1
+        heapq.heappush(heap, (-((free[j] - (counts[j] + 1) * per_layer) / (counts[j] + 1)), j))
     _put(gpus[0], first, cost)
     start = 0
     for g, n in zip(gpus, counts):

@@ -17,25 +17,11 @@ import argparse
 import os
 import shutil
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-from bench.common import ServerProcess, emit, machine, table
+from bench.common import ServerProcess, converted_home, emit, machine, table
 from bench.load import Visitor
-
-
-def converted_home(prefix: str) -> Path:
-    """A fresh home whose models folder is the default home's (converted once, not per run)."""
-    from playground.config import Settings
-    from playground.models.embedded import ensure_embedded_checkpoint
-
-    models = Settings().models_dir
-    ensure_embedded_checkpoint(models)
-    home = Path(tempfile.mkdtemp(prefix=prefix))
-    (home / "models").symlink_to(models, target_is_directory=True)
-    return home
 
 
 def b_wait(url: str, lanes: dict, name: str) -> float:
@@ -86,6 +72,7 @@ def main() -> None:
             a_tok_s.append(a.tokens / a.engine_s[0])
     finally:
         server.stop()
+        (home / "models").unlink()
         shutil.rmtree(home, ignore_errors=True)
     alone_s, behind_s = statistics.median(alone), statistics.median(behind)
     ratio = behind_s / alone_s

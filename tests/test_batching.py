@@ -9,12 +9,13 @@ what holds there: the first token, the lengths, the statuses.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import pytest
 
-from playground.backends.local.admission import DeviceRoom, KvRoom
+from playground.backends.local.admission import KvRoom
 from playground.backends.local.engine import Engine
 from playground.lanes import LaneSettings
 
@@ -41,6 +42,16 @@ def consume(run, stop_at: int | None = None, stopped_at: list | None = None) -> 
                 run.stop()
     t = threading.Thread(target=go)
     t.start()
+    return t
+
+
+def queued(eng, run) -> threading.Thread:
+    """Consume `run` in a thread and return once it waits in the scheduler's queue (so arrival order is ours)."""
+    t = consume(run)
+    deadline = time.monotonic() + 30
+    while eng.scheduler.queue_position(run) is None:
+        assert time.monotonic() < deadline, "the run never reached the queue"
+        time.sleep(0.002)
     return t
 
 
@@ -126,25 +137,31 @@ def test_a_budgeted_row_closes_its_reasoning_at_the_budget_while_others_run(engi
     assert len(other.results["standard"].token_ids) == 60 and not any(other.results["standard"].forced)
 
 
+def room_for(plan, rows: int, tokens: int):
+    """`plan` with its one device shrunk to room for `rows` rows of `tokens` tokens beside the weights
+    (each row: its KV and the prefill activations the plan reserves, as models.memory.rows_that_fit counts)."""
+    d = plan.devices[0]
+    per_row = tokens * plan.kv_bytes_per_token + plan.budget.prompt_tokens * plan.activation_bytes_per_token
+    usable = d.assigned_bytes + plan.scratch_bytes + rows * per_row
+    return dataclasses.replace(plan, devices=[dataclasses.replace(d, usable_bytes=usable)])
+
+
 def test_admission_waits_for_room_and_refuses_what_never_fits(loaded_nf4):
     eng = Engine(loaded_nf4)
-    kv = eng.room.kv_bytes_per_token
-    # Room for 2 rows of 120 tokens: one run of two ~90-token rows fits, a second one alongside does not.
-    eng.scheduler.room = KvRoom(kv, (DeviceRoom("cpu", 2 * 120 * kv, 1.0),))
     a = eng.start(PROMPTS[0], None, lanes(30, min_new_tokens=30))
+    a_worst = max(len(p.input_ids) + a.settings[lane].max_new_tokens for lane, p in a.prompts.items())
+    # Room for A's two rows and no more: B, as long, waits until A has left.
+    eng.scheduler.room = room = KvRoom(room_for(loaded_nf4.plan, 2, a_worst))
+    assert room.rows_for(a_worst) == 2
     ta = consume(a)
     wait_tokens(a, 2)
     b = eng.start(PROMPTS[1], None, lanes(20, min_new_tokens=20))
-    tb = consume(b)
-    deadline = time.monotonic() + 30
-    while eng.scheduler.queue_position(b) is None:
-        assert time.monotonic() < deadline, "B never reached the queue"
-        time.sleep(0.005)
+    tb = queued(eng, b)
     assert not b.results and not a.finished  # B waits for room while A runs
     join(ta, tb)
     assert b.t_start >= max(r.t_end for r in a.results.values())
     assert {r.status for r in b.results.values()} == {"done"}
-    huge = eng.start(PROMPTS[2], None, lanes(400))
+    huge = eng.start(PROMPTS[2], None, lanes(1000))  # could never fit, even alone: refused at once
     results = huge.collect()
     assert {r.status for r in results.values()} == {"error"}
     assert all("KV cache" in r.error and "max new tokens" in r.error and not r.token_ids for r in results.values())
@@ -154,33 +171,28 @@ def test_a_visitor_who_runs_once_is_not_starved_by_another_visitors_run_all(load
     eng = Engine(loaded_nf4, max_runs=2)
     many = [eng.start(p, None, lanes(4), owner="x") for p in PROMPTS + PROMPTS[:2]]  # x's "Run all"
     once = eng.start(PROMPTS[3], None, lanes(4), owner="y")  # y presses Run once, after all of x's
-    with eng.lock:  # the model is busy: every run is waiting when it frees up
-        threads = [consume(r) for r in [*many, once]]
-        deadline = time.monotonic() + 30
-        while eng.scheduler.queue_position(once) is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+    with eng.lock:  # the model is busy: every run is waiting, in this order, when it frees up
+        threads = [queued(eng, r) for r in [*many, once]]
     join(*threads)
     order = sorted([*many, once], key=lambda r: r.t_start)
     # x's first run, then y's only one (y had nothing running), then the rest of x's in their order.
     assert order == [many[0], once, *many[1:]]
 
 
-def test_kv_room_sizes_auto_concurrency_from_the_plan(loaded_nf4):
-    from playground.backends.local.admission import auto_concurrent_runs
-    from playground.models.memory import GB
+def test_auto_concurrency_is_the_runs_the_plan_has_room_for(loaded_nf4):
+    from playground.backends.local.admission import CPU_AUTO_MAX_RUNS, auto_concurrent_runs
+    from playground.models.memory import rows_that_fit
 
-    h200 = KvRoom(160 * 1024, (DeviceRoom("H200#0", 120 * GB, 1.0),))  # Hermes 4 14B's KV per token
-    n, why = auto_concurrent_runs(h200, 8192, on_cpu=False)
-    assert n == 120 * GB // (2 * (1024 + 8192) * 160 * 1024) and f"{n} pairs" in why
-    assert auto_concurrent_runs(h200, 8192, on_cpu=True)[0] == 16
-    assert auto_concurrent_runs(KvRoom(160 * 1024, (DeviceRoom("L4#0", GB, 1.0),)), 8192, on_cpu=False)[0] == 1
-    # Two GPUs holding 3/4 and 1/4 of the layers: the first binds.
-    split = KvRoom(1000, (DeviceRoom("a", 30_000, 0.75), DeviceRoom("b", 30_000, 0.25)))
-    assert split.fits([10, 10, 10, 10]) and not split.fits([10] * 5)
-    room = KvRoom.from_plan(loaded_nf4.plan)
-    assert [d.name for d in room.devices] == ["cpu"] and room.devices[0].layer_share == 1.0
-    assert room.kv_bytes_per_token == loaded_nf4.plan.kv_bytes_per_token > 0
+    plan = loaded_nf4.plan
+    budget = plan.budget
+    runs = rows_that_fit(plan, budget.tokens_per_row) // len(budget.new_tokens)
+    n, why = auto_concurrent_runs(plan, on_cpu=False)
+    assert n == min(runs, 64) and f"{runs:,} runs" in why
+    assert auto_concurrent_runs(plan, on_cpu=True)[0] == min(runs, CPU_AUTO_MAX_RUNS)
+    three = room_for(plan, 3 * len(budget.new_tokens), budget.tokens_per_row)
+    assert auto_concurrent_runs(three, on_cpu=True)[0] == 3
+    n, why = auto_concurrent_runs(room_for(plan, 1, budget.tokens_per_row), on_cpu=False)
+    assert n == 1 and "one at a time" in why
 
 
 def test_an_oom_in_one_decode_step_ends_the_runs_in_it_and_the_next_run_works(engine):

@@ -21,9 +21,9 @@ def concurrent_runs(settings: Settings, loaded=None) -> tuple[int, str]:
         return 1, "auto: on ZeroGPU each run is one GPU call of its own"
     if loaded is None:
         return REMOTE_AUTO_RUNS, f"auto: no local model to plan for; {REMOTE_AUTO_RUNS} runs at a time"
-    from playground.backends.local.admission import KvRoom, auto_concurrent_runs
+    from playground.backends.local.admission import auto_concurrent_runs
 
-    return auto_concurrent_runs(KvRoom.from_plan(loaded.plan), settings.max_new_tokens, loaded.device.value == "cpu")
+    return auto_concurrent_runs(loaded.plan, loaded.device.value == "cpu")
 
 
 def local_backend(loaded, settings: Settings) -> Backend:

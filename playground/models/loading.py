@@ -103,7 +103,10 @@ def run_budget(source: ModelSource, settings) -> RunBudget:
     cap = settings.max_new_tokens
     preset = source.preset
     lanes = (preset.standard.max_new_tokens, preset.reasoning.max_new_tokens) if preset else (cap,) * len(LANES)
-    return RunBudget(tuple(min(n, cap) for n in lanes), runs=settings.max_concurrent_runs)
+    # "auto" runs as many as the room beside the weights holds (backends.local.admission): the plan
+    # itself must hold at least one run.
+    runs = settings.max_concurrent_runs if isinstance(settings.max_concurrent_runs, int) else 1
+    return RunBudget(tuple(min(n, cap) for n in lanes), runs=runs)
 
 
 def bitsandbytes_problem(device: str) -> str | None:

@@ -81,7 +81,7 @@ class Engine:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         # Control tokens are stripped from text; think tags stay even where they are special tokens.
         self.skip_ids = {i for i in tok.all_special_ids if "think" not in str(tok.convert_ids_to_tokens(i))}
-        self.room = KvRoom.from_plan(loaded.plan)
+        self.room = KvRoom(loaded.plan)
         self.scheduler = StepScheduler(self, max_runs, self.room, self.lock)
 
     @property

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # A Hermes-4-14B-shaped model (random weights, NF4) on every visible GPU: load time, footprint vs plan
-# per device, single-lane tokens/s and the pair ratio (bench/gpu_paired.py). One prepared command,
-# about 5 minutes on one H200 (build + save ~1-2 min, NF4 load ~1-2 min, 3×3 runs of 256 tokens).
+# per device, single-lane tokens/s and the pair ratio (bench/gpu_paired.py), then the step scheduler on
+# the same model: a visitor arriving 3 s into a 600-token run, and 16 visitors at once against one
+# (bench/steps.py: the engine without the web stack, which the device machine lacks). One prepared
+# command, about 8 minutes on one H200 (build + save ~1-2 min, two NF4 loads ~1-2 min each, the runs).
 #
 # The GPU machine has no network and its own python3 (torch, transformers, accelerate, safetensors,
 # tokenizers, psutil). What it lacks travels as wheels in .whl/ (git-ignored), fetched HERE first:
 #   bash bench/gpu_paired.sh --wheels
 # then on the device machine (carry .whl), from the repo root:
 #   bash bench/gpu_paired.sh [--tokens 256] [--repeats 3]
-# Figures: bench/results/gpu-<date>.json there, a copy in $OUT, and stdout's last line (JSON).
+# Figures: bench/results/gpu-<date>.json there, a copy in $OUT, and stdout's last line (JSON); the
+# scheduler's in $OUT/steps.json and its own last line. A CPU smoke test of both: --tiny.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -30,3 +33,9 @@ fi
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader || true
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 "$PY" -m bench.gpu_paired "$@"
+# The same random model (gpu_paired keeps its folder unless --tiny); --tiny builds a small one of its own.
+STEPS=(--random hermes-4-14b --folder /tmp/hermes-4-14b-random)
+case " $* " in *" --tiny "*) STEPS=(--random hermes-4-14b --folder /tmp/hermes-4-14b-steps-tiny --tiny \
+                                     --long 60 --visitors 4 --cells 2 --repeats 1) ;; esac
+"$PY" -m bench.steps "${STEPS[@]}" | tee /tmp/steps.out
+if [ -n "${OUT:-}" ]; then mkdir -p "$OUT" && tail -n 1 /tmp/steps.out > "$OUT/steps.json"; fi

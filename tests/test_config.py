@@ -86,7 +86,7 @@ def test_defaults(clean_env, tmp_path):
     assert (s.model, s.quant, s.home, s.db) == ("embedded", "nf4", home, home / "playground.db")
     assert (s.host, s.port, s.public, s.auth) == ("127.0.0.1", 7860, False, None)
     assert (s.max_prompt_chars, s.max_new_tokens, s.cpu_threads, s.queue_size) == (20_000, 8192, 0, 64)
-    assert (s.max_concurrent_runs, s.zero_gpu_duration_s, s.log_level) == (1, 120, "INFO")
+    assert (s.max_concurrent_runs, s.zero_gpu_duration_s, s.log_level) == ("auto", 120, "INFO")
     assert s.allowed_models == list(PRESETS)
 
 
@@ -145,6 +145,7 @@ def test_flags_override_env(clean_env):
     ("PLAYGROUND_QUANT", "fp4", "one of nf4, int8, none, auto"),
     ("PLAYGROUND_MAX_CONCURRENT_RUNS", "0", "an integer 1–64"),
     ("PLAYGROUND_MAX_CONCURRENT_RUNS", "65", "an integer 1–64"),
+    ("PLAYGROUND_MAX_CONCURRENT_RUNS", "lots", "auto, or an integer 1–64"),
     ("PLAYGROUND_PUBLIC", "maybe", "true or false"),
     ("PLAYGROUND_LOG_LEVEL", "loud", "one of DEBUG, INFO"),
     ("PLAYGROUND_ALLOWED_MODELS", "embedded,gpt-9", "preset keys separated by commas"),

@@ -66,8 +66,7 @@ def mount_page(api, pg: Playground, store, secret: bytes):
     """Build the page, turn on its queue and mount it at "/" of the FastAPI app `api` (after the plain
     routes, which gradio's catch-all would otherwise take)."""
     demo = create_app(pg, store, secret)
-    # Runs share the GPU_POOL: as many at once as share the model's decode steps (max_concurrent_runs,
-    # "auto" from the memory plan); the rest wait in gradio's queue and see their place.
+    # Runs share the GPU_POOL, as many at once as the model's decode steps take; the rest see their place.
     enable_queue(demo, concurrent_runs(pg.settings, pg.loaded)[0], pg.settings.queue_size)
     # With PLAYGROUND_AUTH the page asks for a login; share pages (plain routes) stay readable.
     return gr.mount_gradio_app(api, demo, path="/", css=CSS, auth=pg.settings.auth_pairs or None)

@@ -53,7 +53,8 @@ class Ticket:
         self.run = run
         self.seq = seq  # arrival order
         self.owner = getattr(run, "owner", None) or ("run", seq)  # an ownerless run is its own owner
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue = queue.Queue()  # lists of events (flush), then _END
+        self.outbox: list[tuple] = []
         self.rows = [Row(lane, p, run.settings[lane], close_ids[lane], self) for lane, p in run.prompts.items()]
         self.worst = [r.worst_tokens for r in self.rows]
         self.released = threading.Event()  # the loop no longer touches this run
@@ -61,7 +62,15 @@ class Ticket:
         self.shared_with: set[int] = set()  # other runs that shared at least one step
 
     def put(self, kind: str, key: str | None = None, payload=None, t: float = 0.0, forced: bool = False) -> None:
-        self.events.put((kind, key, payload, t, forced))
+        self.outbox.append((kind, key, payload, t, forced))
+
+    def flush(self) -> None:
+        """Hand the consumer everything since the last flush as one item: it applies a step's events to
+        every lane before it yields any, so whoever reads the run between updates sees its lanes at
+        the same step (a checkpoint never saves one lane a step ahead of the other)."""
+        if self.outbox:
+            self.events.put(self.outbox)
+            self.outbox = []
 
 
 class StepScheduler:
@@ -92,19 +101,21 @@ class StepScheduler:
                 item = ticket.events.get()
                 if item is _END:
                     return
-                kind, key, payload, t, forced = item
-                if kind == "start":
-                    eng = self.engine
-                    lanes = {lane: LocalLane(run.results[lane], run.prompts[lane], eng.tokenizer, eng.skip_ids)
-                             for lane in run.prompts}
-                elif kind == "token":
-                    yield lanes[key].on_token(payload, t, forced)
-                elif kind in ("eos", "length"):
-                    yield from lanes[key].finish("done", "stop" if kind == "eos" else "length", t)
-                elif kind == "stopped":
-                    yield from lanes[key].finish("stopped", "stopped", t)
-                elif kind == "error":
-                    yield from lanes[key].finish("error", "error", t, error=payload)
+                updates: list[LaneUpdate] = []
+                for kind, key, payload, t, forced in item:
+                    if kind == "start":
+                        eng = self.engine
+                        lanes = {lane: LocalLane(run.results[lane], run.prompts[lane], eng.tokenizer, eng.skip_ids)
+                                 for lane in run.prompts}
+                    elif kind == "token":
+                        updates.append(lanes[key].on_token(payload, t, forced))
+                    elif kind in ("eos", "length"):
+                        updates += lanes[key].finish("done", "stop" if kind == "eos" else "length", t)
+                    elif kind == "stopped":
+                        updates += lanes[key].finish("stopped", "stopped", t)
+                    elif kind == "error":
+                        updates += lanes[key].finish("error", "error", t, error=payload)
+                yield from updates
         finally:
             # A consumer that goes away (closed tab, cancelled event) stops its rows and waits until the
             # loop has let go of them, so whoever saves the run next reads a settled result.
@@ -205,6 +216,8 @@ class StepScheduler:
                     self._fail(self._active, exc)
                 else:
                     self._deliver(rows, logits)
+                    for ticket in admitted:  # first tokens now, not after the step that follows
+                        ticket.flush()
         if self.batch.rows:
             try:
                 logits = self.batch.step()
@@ -213,6 +226,8 @@ class StepScheduler:
             else:
                 self._count_sharing()
                 self._deliver(self.batch.rows, logits)
+        for ticket in list(self._active):  # one item per run per turn: its lanes move together
+            ticket.flush()
 
     def _admit(self) -> list[Ticket]:
         """Waiting runs that start now: fewest rows running per owner first, while they fit."""
@@ -249,6 +264,7 @@ class StepScheduler:
                        for lane, p in run.prompts.items()}
         run.record = self.engine.reproducibility_record(run)
         ticket.put("start", t=t)
+        ticket.flush()
 
     def _start(self, ticket: Ticket) -> None:
         with self._cv:
@@ -290,24 +306,33 @@ class StepScheduler:
     def _end_rows(self, rows: list[Row], kind: str, t: float, error: str | None = None) -> None:
         """End `rows` (`kind`: stopped, eos, length or error), drop them from the batch, and release
         every run whose rows have all ended."""
-        for row in rows:
-            if not row.done:
-                row.done = True
-                row.owner.put(kind, row.key, error, t)
+        ending = [row for row in rows if not row.done]
+        tickets = {row.owner for row in ending}
+        for row in ending:
+            row.done = True
+        for ticket in tickets:  # before the lanes' last events: whoever saves a lane as it ends reads it
+            self._note_sharing(ticket)
+        for row in ending:
+            row.owner.put(kind, row.key, error, t)
         if threading.current_thread() is self._thread:  # only the loop touches the batch
             self.batch.keep([r for r in self.batch.rows if not r.done])
-        for ticket in {row.owner for row in rows}:
+        for ticket in tickets:
             if all(r.done for r in ticket.rows) and not ticket.released.is_set():
                 self._release(ticket)
 
-    def _release(self, ticket: Ticket) -> None:
+    @staticmethod
+    def _note_sharing(ticket: Ticket) -> None:
+        """The run's record says how many rows shared its decode steps, and how many other runs."""
         if ticket.steps:
             ticket.run.record["shared_steps"] = {
                 "steps": ticket.steps, "rows_max": ticket.rows_max,
                 "rows_mean": round(ticket.rows_sum / ticket.steps, 2), "other_runs": len(ticket.shared_with)}
+
+    def _release(self, ticket: Ticket) -> None:
         with self._cv:
             if ticket in self._active:
                 self._active.remove(ticket)
+        ticket.flush()
         ticket.events.put(_END)
         ticket.released.set()
 

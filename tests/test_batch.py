@@ -9,15 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from playground.app.batch import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_ROWS,
-    check_budgets,
-    import_rows,
-    parse_batch_file,
-    plan_jobs,
-    run_jobs,
-)
+from playground.app.batch_files import MAX_BATCH_BYTES, MAX_BATCH_ROWS, import_rows, parse_batch_file
+from playground.app.batch_jobs import check_budgets, plan_jobs, run_jobs
 from playground.app.service import Playground
 from playground.config import Settings
 from playground.errors import InvalidInput
@@ -190,7 +183,8 @@ def test_a_sweep_stores_one_execution_per_budget_and_draws_the_curve(pg, store):
 def test_batch_panel_and_verdict_build_and_escape_model_output(tmp_path):
     import gradio as gr
 
-    from playground.app.batch import BatchProgress, RowError
+    from playground.app.batch_files import RowError
+    from playground.app.batch_jobs import BatchProgress
     from playground.evaluation.graders import Grade
     from playground.ui.batch import import_report, progress_md, render_batch_panel, render_verdict
     from playground.ui.cells import grade_md, grader_spec
@@ -243,11 +237,10 @@ def test_a_notebook_run_grades_its_lanes_and_caches_the_grade(pg, store):
     assert all(lane_grade(c, r).status == "fail" for r in c.latest.runs.values())
 
 
-def test_batches_refuse_a_backend_without_local_rows():
-    from types import SimpleNamespace
+def test_batches_refuse_a_backend_without_local_rows(tmp_path):
+    from playground.app.batch_jobs import batch_engine
 
-    from playground.app.batch import batch_engine
-
-    remote_like = SimpleNamespace(require_backend=lambda: SimpleNamespace(start=lambda *a: None))
+    pg = Playground(Settings(remote_url="http://127.0.0.1:9/v1", remote_model="m", home=tmp_path))
+    pg.use_remote(resolve=False)  # a real remote backend; nothing is sent before a run
     with pytest.raises(InvalidInput, match="Local model"):
-        batch_engine(remote_like)
+        batch_engine(pg)

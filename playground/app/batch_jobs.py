@@ -5,10 +5,10 @@ playground.app.batch_files; visitors' runs batched together is playground.backen
 A *job* is one execution of one cell: both lanes for "Run all", the reasoning lane alone at one
 thinking budget for a sweep point. Jobs are grouped `batch_size` at a time into ONE engine run
 whose rows are keyed "<index>:<lane>" (the engine runs any set of keyed rows left-padded in
-one generate, each row with its own sampling and budget), and each job is stored exactly as a
-notebook run is: start_execution, checkpoints, finish_run per lane, then its grades. So a
-batched execution is indistinguishable in the store from one run alone, except for
-record["batch_rows"], which says how many rows shared the generate (its timings include them).
+one generate, each row with its own sampling and budget), and each job is stored by the same
+Recorder a notebook run is (playground.app.recorder), as one execution of that run. So a batched
+execution is indistinguishable in the store from one run alone, except for record["batch_rows"],
+which says how many rows shared the generate (its timings include them).
 
 Resume: a job is skipped when the cell's latest execution of the same kind (a plain run, or a
 sweep point at the same budget) finished "done" in every lane with the same settings, model,
@@ -17,21 +17,18 @@ quantization and rendered prompt.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from playground.app.notebook import CHECKPOINT_INTERVAL_S, lane_payload
+from playground.app.recorder import Execution, Recorder
 from playground.backends.base import LocalBackend
 from playground.errors import InvalidInput
-from playground.evaluation.verdict import SWEEP_KEY, grade_record, has_grader, is_sweep, lane_grade, sweep_budget
+from playground.evaluation.verdict import SWEEP_KEY, is_sweep, sweep_budget
 from playground.lanes import LANES, LaneSettings, validate_settings
 from playground.prompting.prompts import build_prompt
-
-log = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 16  # cells per generate: 32 rows; more gains little on a GPU and pads long prompts
 DEFAULT_BATCH_SIZE = 4  # four cells = a batch of eight rows
@@ -190,7 +187,7 @@ def run_jobs(pg, store, owner: str, jobs: Sequence[Job], *, batch_size: int = DE
             pg.check_run_input(job.cell.prompt, job.cell.system_prompt, job.lanes)
             if pg.settings.runs_per_visitor_per_hour:
                 pg._count_run(owner)  # the per-visitor limit counts every cell of a batch as a run
-        for finished_job, tokens in _run_chunk(engine, store, owner, chunk, stop, run_code, pg.settings):
+        for finished_job, tokens in _run_chunk(engine, store, owner, chunk, stop, run_code):
             state.done += 1
             state.ran += 1
             state.tokens += tokens
@@ -208,79 +205,26 @@ def _key(index: int, lane: str) -> str:
     return f"{index}:{lane}"
 
 
-def _run_chunk(engine, store, owner, chunk: list[Job], stop: threading.Event, run_code, settings
-               ) -> Iterator[tuple[Job, int]]:
-    """One batched generate over every lane of every job in the chunk; yields each job when its
-    lanes have all finished (stored and graded)."""
+def _run_chunk(engine, store, owner, chunk: list[Job], stop: threading.Event, run_code) -> Iterator[tuple[Job, int]]:
+    """One batched generate over every lane of every job in the chunk, saved by one Recorder; yields
+    each job (with the tokens it generated) once its lanes have all finished, stored and graded."""
     prompts = {_key(i, lane): p for i, job in enumerate(chunk) for lane, p in job.prompts.items()}
     lanes = {_key(i, lane): s for i, job in enumerate(chunk) for lane, s in job.lanes.items()}
     run = engine.start_prompts(prompts, lanes)
-    run_ids: dict[str, str] = {}
+    jobs = {}
     for i, job in enumerate(chunk):
-        # The record of a job alone: its own lanes' settings and prompts, as a single run would have.
-        own = SimpleNamespace(settings=job.lanes, prompts=job.prompts)
-        record = {**engine.reproducibility_record(own), "batch_rows": len(prompts)}
-        if job.sweep:
-            record[SWEEP_KEY] = {"budget": job.budget}
-        ids = store.start_execution(owner, job.cell.id, {lane: s.to_dict() for lane, s in job.lanes.items()}, record)
-        run_ids.update({_key(i, lane): rid for lane, rid in ids.items()})
-    finished: set[str] = set()
-    reported: set[int] = set()
-    last_checkpoint = time.perf_counter()
+        extra = {"batch_rows": len(prompts), **({SWEEP_KEY: {"budget": job.budget}} if job.sweep else {})}
+        jobs[Execution(job.cell, {lane: _key(i, lane) for lane in job.lanes}, extra)] = job
+    recorder = Recorder(store, owner, run, list(jobs), engine.reproducibility_record(run), run_code)
+    recorder.start()
     try:
         for _update in run:
             if stop.is_set():
                 run.stop()
-            for key, r in run.results.items():
-                if r.status != "running" and key not in finished:
-                    _finish(store, run_ids[key], r)
-                    finished.add(key)
-            now = time.perf_counter()
-            if now - last_checkpoint >= CHECKPOINT_INTERVAL_S:
-                last_checkpoint = now
-                for key, r in run.results.items():
-                    if key not in finished:
-                        store.checkpoint_run(run_ids[key], **lane_payload(r))
-            for i, job in enumerate(chunk):
-                if i not in reported and all(_key(i, lane) in finished for lane in job.lanes):
-                    reported.add(i)
-                    tokens = _grade_job(store, job, i, run, run_ids, run_code)
-                    yield job, tokens
+            for ex in recorder.step():
+                recorder.grade(ex)
+                yield jobs[ex], recorder.tokens(ex)
     finally:
-        run.stop()
-        for key, rid in run_ids.items():
-            r = run.results.get(key)
-            if r is None:
-                continue
-            if key not in finished:
-                if r.status == "running":
-                    r.status, r.finish_reason = "stopped", "stopped"
-                _finish(store, rid, r)
-                finished.add(key)
-    for i, job in enumerate(chunk):  # jobs whose last lane ended with the run itself
-        if i not in reported:
-            yield job, _grade_job(store, job, i, run, run_ids, run_code)
-
-
-def _finish(store, run_id: str, r) -> None:
-    from playground.evaluation.metrics import result_metrics
-
-    store.finish_run(run_id, status=r.status, prompt_tokens=r.prompt_tokens, metrics=result_metrics(r).to_dict(),
-                     finish_reason=r.finish_reason, error=r.error, **lane_payload(r))
-
-
-def _grade_job(store, job: Job, i: int, run, run_ids, run_code) -> int:
-    tokens = 0
-    for lane in job.lanes:
-        r = run.results.get(_key(i, lane))
-        if r is None:
-            continue
-        tokens += len(r.token_ids)
-        if has_grader(job.cell) and r.status == "done":
-            answer_only = SimpleNamespace(status=r.status, answer_text=r.answer, grade=None)
-            try:
-                g = lane_grade(job.cell, answer_only, run_code)
-                store.set_grade(run_ids[_key(i, lane)], grade_record(job.cell, g))
-            except Exception:  # a grade is derived data: never lose a run over it
-                log.exception("grading failed for cell %s", job.cell.id)
-    return tokens
+        rest = recorder.close()
+    for ex in rest:  # jobs whose last lane ended with the run itself
+        yield jobs[ex], recorder.tokens(ex)

@@ -12,10 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from playground.sharing.schema import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
-
-from .config import add_settings_arguments
-from .errors import PlaygroundError
+from playground.config import add_settings_arguments
+from playground.errors import PlaygroundError
+from playground.sharing import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
 
 OWNER_SHOWN_CHARS = 8  # enough to tell owners apart in a listing, too little to act as one
 
@@ -25,7 +24,7 @@ def short_owner(owner: str) -> str:
 
 
 def _open():
-    from .store import default_db_path, open_store
+    from playground.store import default_db_path, open_store
 
     return open_store(default_db_path())
 
@@ -78,7 +77,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .config import apply_to_environ, settings_from_args
+    from playground.config import apply_to_environ, settings_from_args
 
     settings = settings_from_args(args)  # flags over PLAYGROUND_*; a bad value exits with one line
     apply_to_environ(settings)

@@ -395,7 +395,7 @@ def test_a_saved_remote_run_stores_what_the_run_learned(faulty, tmp_path):
     """The record is written at the start and again at the finish: the stored one (and the JSON export)
     carries what only the run could tell, when each response started and where its counts came from."""
     from playground.app.notebook import Notebook
-    from playground.sharing.schema import render_export
+    from playground.sharing import render_export
     from playground.store import open_store
 
     pg = Playground(Settings(remote_url=faulty, remote_model="ok", remote_switch="system_prompt", home=tmp_path))

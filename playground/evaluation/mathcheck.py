@@ -36,18 +36,24 @@ def _is_bare_math(text: str) -> bool:
     return not _WORD.search(_COMMAND.sub(" ", _TEXT_BLOCK.sub(" ", t)))
 
 
-def _read(text: str, math_first: bool) -> list:
+def _read(text: str, math_first: bool, value_only: bool = False) -> list:
     t = text.strip()
     tries = [f"${t}$", t] if math_first else [t]
     for candidate in tries:
         got = _parse(candidate)
-        if got:
+        if got and (not value_only or _has_value(got)):
             return got
     return []
 
 
+def _has_value(parsed: list) -> bool:
+    # Math-Verify falls back to the matched text when no expression parses ("???" reads as "???"):
+    # an expected answer must give a value, or every answer would be compared as a string.
+    return any(not isinstance(x, str) for x in parsed)
+
+
 def read_gold(expected: str) -> list:
-    return _read(expected, math_first=not _DELIMITED.search(expected))
+    return _read(expected, math_first=not _DELIMITED.search(expected), value_only=True)
 
 
 def read_answer(answer: str) -> list:

@@ -47,11 +47,12 @@ _CODE_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.
 
 
 # --- validation at the edge -------------------------------------------------------------------
-def check_grader(spec, expected, *, read_expected: bool = True) -> dict | None:
+def check_grader(spec, expected, *, ask_checker: bool = True) -> dict | None:
     """The canonical {"kind": ..., options} of a grader spec, or None when the cell is ungraded
     (no grader and no expected answer). Raises InvalidInput naming what is wrong and the fix.
-    read_expected=False skips asking the math grader's worker to read the expected answer (grade()
-    reports an unreadable one as an error instead: a check per grade would double its cost)."""
+    ask_checker=False skips asking the checker worker whether the math grader can read the expected
+    answer and the gym task exists (grade() reports either as an error instead: a check per grade
+    would double its cost)."""
     if spec in (None, "", {}) and expected in (None, ""):
         return None
     if expected is None or (isinstance(expected, str) and not expected.strip()):
@@ -67,7 +68,7 @@ def check_grader(spec, expected, *, read_expected: bool = True) -> dict | None:
     if kind not in GRADER_KINDS:
         raise InvalidInput(f"grader kind={kind!r}: use one of {', '.join(GRADER_KINDS)}.")
     if kind == "gym":
-        return check_gym_spec(spec)
+        return check_gym_spec(spec, ask_checker=ask_checker)
     allowed = {"kind", "tolerance"} if kind == "numeric" else {"kind"}
     unknown = set(spec) - allowed
     if unknown:
@@ -76,7 +77,7 @@ def check_grader(spec, expected, *, read_expected: bool = True) -> dict | None:
     out = {"kind": kind}
     if kind == "numeric":
         out["tolerance"] = _check_tolerance(spec.get("tolerance", DEFAULT_TOLERANCE))
-    _check_expected_for(kind, expected, read_expected)
+    _check_expected_for(kind, expected, ask_checker)
     return out
 
 
@@ -86,7 +87,7 @@ def _check_tolerance(tol) -> float:
     return float(tol)
 
 
-def _check_expected_for(kind: str, expected: str, read_expected: bool) -> None:
+def _check_expected_for(kind: str, expected: str, ask_checker: bool) -> None:
     """That the grader of this kind can read the expected answer at all."""
     if kind == "numeric":
         if parse_number(expected.strip()) is None and extract_number(expected) is None:
@@ -105,7 +106,7 @@ def _check_expected_for(kind: str, expected: str, read_expected: bool) -> None:
         if _choice_letter(expected) is None:
             raise InvalidInput(f"expected={expected[:40]!r}: the choice grader expects one letter "
                                f"{CHOICE_LETTERS[0]}–{CHOICE_LETTERS[-1]}.")
-    elif kind == "math" and read_expected:
+    elif kind == "math" and ask_checker:
         check_math_expected(expected)
 
 
@@ -161,7 +162,7 @@ def grade(spec: dict | str | None, expected: str | None, answer_text: str,
     """Grade one lane's answer text. Never raises for what a model wrote: a bad stored spec gives
     status "error" with the reason, a missing expected answer gives "ungraded"."""
     try:
-        spec = check_grader(spec, expected, read_expected=False)
+        spec = check_grader(spec, expected, ask_checker=False)
     except InvalidInput as exc:
         return Grade("error", None, str(exc))
     if spec is None:

@@ -52,9 +52,9 @@ def check_config(config) -> dict:
     return config
 
 
-def check_gym_spec(spec: dict) -> dict:
-    """The canonical gym grader spec; InvalidInput naming the fix. Structure only: whether the task
-    exists is the verifier's to say (generation and grading report it)."""
+def check_gym_spec(spec: dict, *, ask_checker: bool = False, pool: CheckerPool | None = None) -> dict:
+    """The canonical gym grader spec; InvalidInput naming the fix. ask_checker also asks the
+    checker worker whether the task exists and takes these settings (grading reports it otherwise)."""
     unknown = set(spec) - {"kind", "task", "config", "entry"}
     if unknown:
         raise InvalidInput(f"The gym grader has no option {', '.join(sorted(unknown))}: it takes task, config "
@@ -66,7 +66,16 @@ def check_gym_spec(spec: dict) -> dict:
                            "suite made by python -m playground problems gym:TASK rather than typing one.")
     if len(json.dumps(entry, default=str)) > MAX_ENTRY_CHARS:
         raise InvalidInput(f"The gym entry is over {MAX_ENTRY_CHARS:,} characters as JSON (MAX_ENTRY_CHARS).")
-    return {"kind": "gym", "task": task, "config": check_config(spec.get("config")), "entry": entry}
+    config = check_config(spec.get("config"))
+    if ask_checker:
+        try:
+            _pool(pool).call("gym_check", {"task": task, "config": config})
+        except CheckTimeout:
+            raise InvalidInput(f"Checking the {task} task took over {CHECK_DEADLINE_S:g} s (CHECK_DEADLINE_S).") \
+                from None
+        except CheckerFailed as exc:
+            raise InvalidInput(str(exc)) from None
+    return {"kind": "gym", "task": task, "config": config, "entry": entry}
 
 
 def extract_gym_answer(answer: str) -> str:

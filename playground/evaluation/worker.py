@@ -19,7 +19,8 @@ import sys
 # Which library each op needs: "load" imports it under the start-up deadline, before the first
 # request's own deadline starts (reasoning_gym takes ~3 s to import on a busy 2-core machine).
 MAX_ERROR_CHARS = 600
-FAMILIES = {"math": "math", "math_read": "math", "gym": "gym", "gym_generate": "gym", "gym_tasks": "gym"}
+FAMILIES = {"math": "math", "math_read": "math", "gym": "gym", "gym_generate": "gym", "gym_tasks": "gym",
+            "gym_check": "gym"}
 
 
 def load(family: str) -> str:
@@ -51,6 +52,10 @@ def dispatch(op: str, args: dict):
         from playground.evaluation.gymcheck import generate
 
         return generate(args["task"], args.get("config") or {}, args["count"], args["seed"])
+    if op == "gym_check":
+        from playground.evaluation.gymcheck import check_config
+
+        return check_config(args["task"], args.get("config") or {})
     if op == "gym_tasks":
         from playground.evaluation.gymcheck import tasks
 

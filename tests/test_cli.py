@@ -112,3 +112,46 @@ def test_operator_lists_and_exports_without_knowing_the_owner(db, capsys):
     assert "Mine" in capsys.readouterr().out
     assert main(["export", sid, "--owner", "not-the-owner", "--format", "md"]) == 1
     assert main(["export", "no-such-session", "--format", "json"]) == 1
+
+
+# --- grade: by hand, every grader kind (exit 0 pass, 1 fail, 2 bad input) ------------------------
+GYM_ENTRY = json.dumps({"kind": "gym", "task": "syllogism",
+                        "entry": {"question": "Does it follow?", "answer": "Yes", "metadata": {}}})
+
+
+@pytest.mark.parametrize("grader, expected, right, wrong", [
+    (["--grader", "exact"], "Paris", "paris.", "Lyon"),
+    (["--grader", "numeric", "--tolerance", "0.5"], "10", "about 10.4", "10.6"),
+    (["--grader", "regex"], r"(?i)\bhello\b", "Hello there", "hi"),
+    (["--grader", "choice"], "C", "The answer is (C).", "(B)"),
+    (["--grader", "math"], r"\frac{1}{2}", r"so $\boxed{0.5}$", "0.6"),
+    (["--grader", "gym", "--task", "basic_arithmetic"], "30", "<answer>30</answer>", "<answer>31</answer>"),
+    (["--grader", GYM_ENTRY], "Yes", "<answer>Yes</answer>", "<answer>No</answer>"),
+    (["--grader", "python"], "assert f(3) == 9", "```python\ndef f(x):\n    return x * x\n```", "def f(x): return x"),
+])
+def test_grade_every_kind_by_hand(capsys, grader, expected, right, wrong):
+    assert main(["grade", *grader, "--", expected, right]) == 0
+    out = capsys.readouterr().out
+    assert "verdict:   pass" in out and "extracted: " in out and "detail:    " in out
+    assert main(["grade", *grader, "--", expected, wrong]) == 1
+    assert "verdict:   fail" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--grader", "bogus", "--", "1", "1"], "use one of exact, numeric"),
+    (["--grader", "math", "--", "???", "1"], "no value the math grader can read"),
+    (["--grader", "numeric", "--", "no digits", "1"], "has no number"),
+    (["--grader", "regex", "--", "(unclosed", "x"], "not a valid regular expression"),
+    (["--grader", "gym", "--task", "no_such_task", "--", "1", "1"], "no Reasoning Gym task"),
+    (["--grader", "{not json", "--", "1", "1"], "looks like JSON"),
+    (["--grader", "exact", "--", "", "x"], "needs an expected answer"),
+])
+def test_grade_bad_input_exits_2_with_the_fix(capsys, args, words):
+    assert main(["grade", *args]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_grade_reads_a_long_answer_from_stdin():
+    r = subprocess.run([sys.executable, "-m", "playground", "grade", "--grader", "numeric", "--", "42", "-"],
+                       input="many lines\n" * 100 + "so 42", capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "extracted: 42" in r.stdout

@@ -17,6 +17,7 @@ from playground.evaluation.datasets import (
     final_answer,
     gsm8k_final,
     is_parquet,
+    mapping_from_text,
     parquet_rows,
 )
 
@@ -109,3 +110,11 @@ def test_a_broken_parquet_file_is_refused_as_a_whole():
     data = parquet_bytes([{"prompt": "x"}])
     with pytest.raises(InvalidInput, match="not a readable Parquet file"):
         list(parquet_rows(data[:-20], max_rows=10))
+
+
+def test_a_mapping_typed_in_the_panel():
+    assert mapping_from_text(" ") is None
+    assert mapping_from_text("prompt=input, Expected = target, grader=math") == ColumnMapping("input", "target",
+                                                                                             None, "math")
+    with pytest.raises(InvalidInput, match="field=column"):
+        mapping_from_text("prompt input")

@@ -51,6 +51,19 @@ class ColumnMapping:
         return cls(d["prompt"].strip(), *((d.get(k) or "").strip() or None for k in ("expected", "system", "grader")))
 
 
+def mapping_from_text(text: str) -> ColumnMapping | None:
+    """A mapping typed as "prompt=input, expected=target, system=sys, grader=math"; None when empty."""
+    if not (text or "").strip():
+        return None
+    d = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InvalidInput(f"{part.strip()!r} in the column mapping: write field=column, e.g. prompt=question.")
+        d[key.strip().lower()] = value.strip()
+    return ColumnMapping.from_dict(d)
+
+
 def check_format(fmt: str) -> str:
     if fmt not in DATASET_FORMATS:
         raise InvalidInput(f"format={fmt!r}: use one of {', '.join(DATASET_FORMATS)}.")

@@ -76,6 +76,8 @@ class CellVerdict:
     grades: dict[str, Grade]  # by lane
     tokens: dict[str, int]
     seconds: dict[str, float | None]
+    prompt: str = ""  # what a report's table of graded cells shows beside the grades
+    expected: str | None = None
 
     @property
     def extra_tokens(self) -> int | None:
@@ -241,7 +243,7 @@ def session_verdict(session, run_code: Callable[[str, str], Grade] | None = None
             continue
         grades = {lane: lane_grade(cell, run, run_code) for lane, run in ex.runs.items()} if has_grader(cell) else {}
         cv = CellVerdict(f"Cell {i}", grades, {lane: r.generated_tokens for lane, r in ex.runs.items()},
-                         {lane: _seconds(r) for lane, r in ex.runs.items()})
+                         {lane: _seconds(r) for lane, r in ex.runs.items()}, cell.prompt, cell.expected)
         cells.append(cv)
         if cv.correctness_change is None:
             continue  # accuracy is compared over cells graded in both lanes only

@@ -122,10 +122,15 @@ class CheckerPool:
 
     def _take(self) -> Worker:
         with self._cond:
-            while not self._idle and self._live >= self.size:
-                self._cond.wait()
-            if self._idle:
-                return self._idle.pop()
+            while True:
+                while not self._idle and self._live >= self.size:
+                    self._cond.wait()
+                if not self._idle:
+                    break
+                worker = self._idle.pop()
+                if worker.proc.poll() is None:
+                    return worker
+                self._live -= 1  # died while idle (killed from outside, out of memory): start a fresh one
             self._live += 1
             self.started += 1
         try:

@@ -15,10 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from playground.sharing.schema import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
-
-from .config import add_settings_arguments
-from .errors import InvalidInput, PlaygroundError
+from playground.config import add_settings_arguments
+from playground.errors import InvalidInput, PlaygroundError
+from playground.sharing import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
 
 OWNER_SHOWN_CHARS = 8  # enough to tell owners apart in a listing, too little to act as one
 
@@ -28,7 +27,7 @@ def short_owner(owner: str) -> str:
 
 
 def _open():
-    from .store import default_db_path, open_store
+    from playground.store import default_db_path, open_store
 
     return open_store(default_db_path())
 
@@ -81,7 +80,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .config import apply_to_environ, settings_from_args
+    from playground.config import apply_to_environ, settings_from_args
 
     settings = settings_from_args(args)  # flags over PLAYGROUND_*; a bad value exits with one line
     apply_to_environ(settings)
@@ -117,8 +116,8 @@ def _grader_spec(args):
 
 
 def cmd_grade(args) -> int:
-    from .evaluation.graders import check_grader, grade
-    from .evaluation.sandbox import run_code_test
+    from playground.evaluation.graders import check_grader, grade
+    from playground.evaluation.sandbox import run_code_test
 
     answer = sys.stdin.read() if args.answer == "-" else args.answer
     try:
@@ -157,7 +156,7 @@ def _settings(tasks: list[str], pairs: list[str]) -> list[tuple[str, dict]]:
 
 
 def cmd_problems(args) -> int:
-    from .evaluation import gym
+    from playground.evaluation import gym
 
     if args.list:
         for name, options in gym.list_tasks().items():

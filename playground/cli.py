@@ -1,5 +1,5 @@
-"""The operator's command line: `python -m playground sessions | export | import | serve | grade |
-problems`.
+"""The operator's command line: `python -m playground sessions | export | report | import | serve |
+grade | problems`.
 
 It opens the database directly (PLAYGROUND_DB, else <PLAYGROUND_HOME>/playground.db), so it is a
 tool for whoever runs the server, not for visitors. Owners are browser secrets: listings show
@@ -17,7 +17,15 @@ from pathlib import Path
 
 from playground.config import add_settings_arguments
 from playground.errors import InvalidInput, PlaygroundError
-from playground.sharing import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
+from playground.sharing import (
+    EXPORT_FORMATS,
+    MAX_IMPORT_BYTES,
+    ImportTooLarge,
+    export_filename,
+    parse_import,
+    render_export,
+    report_html,
+)
 
 OWNER_SHOWN_CHARS = 8  # enough to tell owners apart in a listing, too little to act as one
 
@@ -45,19 +53,32 @@ def cmd_sessions(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
+def _session(args):
     with _open() as store:
         owner = args.owner or store.owner_of_session(args.session_id)
-        session = store.get_session(owner, args.session_id)
-    body, _media, filename = render_export(session, args.format)
-    if args.out is None:
+        return store.get_session(owner, args.session_id)
+
+
+def _write(body: str, out_arg: str | None, filename: str) -> None:
+    if out_arg is None:
         sys.stdout.write(body)
-    else:
-        out = Path(args.out)
-        if out.is_dir():
-            out = out / filename
-        out.write_text(body, encoding="utf-8")
-        print(f"wrote {out}", file=sys.stderr)
+        return
+    out = Path(out_arg)
+    if out.is_dir():
+        out = out / filename
+    out.write_text(body, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def cmd_export(args) -> int:
+    body, _media, filename = render_export(_session(args), args.format)
+    _write(body, args.out, filename)
+    return 0
+
+
+def cmd_report(args) -> int:
+    session = _session(args)
+    _write(report_html(session), args.out, export_filename(session.title, "html").replace(".html", "-report.html"))
     return 0
 
 
@@ -218,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--owner", required=True)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("report", help="write a session's verdict, charts and graded cells as one self-contained HTML")
+    p.add_argument("session_id")
+    p.add_argument("--owner", help="check that the session belongs to this owner id")
+    p.add_argument("--out", help="file or folder to write (default: standard output)")
+    p.set_defaults(func=cmd_report)
 
     _add_problem_commands(sub)
 

@@ -155,3 +155,47 @@ def test_grade_reads_a_long_answer_from_stdin():
     r = subprocess.run([sys.executable, "-m", "playground", "grade", "--grader", "numeric", "--", "42", "-"],
                        input="many lines\n" * 100 + "so 42", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0 and "extracted: 42" in r.stdout
+
+
+# --- report: the verdict, its charts and every graded cell, self-contained ----------------------
+def graded_session(path: Path) -> str:
+    """Three graded cells (one with hostile text) and one ungraded, run with fixed answers."""
+    cells = [("What is 2+2? <script>alert(1)</script>", "4", "numeric", "4", "4"),
+             ("Halve 1.", "\\frac{1}{2}", "math", "0.7", "$\\boxed{0.5}$"),
+             ("Pick one.", "B", "choice", "(B)", "(C)"),
+             ("Say hi.", None, None, "hi", "hello")]
+    with open_store(path) as store:
+        s = store.create_session(OWNER, "Report <b>me</b>")
+        for prompt, expected, grader, std, rsn in cells:
+            cell = store.add_cell(OWNER, s.id, prompt=prompt, expected=expected,
+                                  grader={"kind": grader} if grader else None)
+            ids = store.start_execution(OWNER, cell.id, {"standard": {}, "reasoning": {}}, {"model_id": "m"})
+            for lane, answer in (("standard", std), ("reasoning", rsn)):
+                store.finish_run(ids[lane], status="done", raw_text=answer, reasoning_text="", answer_text=answer,
+                                 token_ids=[1, 2], token_times=[0.1, 0.2], token_kinds=["answer", "answer"],
+                                 forced=[False, False], prompt_tokens=3, metrics={"total_s": 1.0},
+                                 finish_reason="eos", error=None)
+        return s.id
+
+
+def test_report_writes_the_verdict_charts_and_graded_cells(db, tmp_path, capsys):
+    sid = graded_session(db)
+    out = tmp_path / "report.html"
+    assert main(["report", sid, "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "Did reasoning pay?" in page and "Graded cells (3)" in page
+    assert "too few graded cells to tell" in page and "95% interval" in page
+    assert 'http-equiv="Content-Security-Policy"' in page and "plotly.js v" in page  # one file, offline
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)" in page
+    assert "<b>me</b>" not in page
+    # each graded cell's row says what each lane's grader read, and whether reasoning fixed or broke it
+    for needed in ("fixed", "broke", "same", "\\frac{1}{2}"):
+        assert needed in page
+    charts = json.loads(page.split('<script type="application/json" id="share-charts">')[1].split("</script>")[0])
+    bars = charts["chart-verdict-accuracy"]["data"]
+    assert all(b["error_y"]["type"] == "data" for b in bars)
+    # to a folder, by the session's title
+    assert main(["report", sid, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report-b-me-b-report.html").exists()
+    assert main(["report", "nope"]) == 1
+    assert "error:" in capsys.readouterr().err

@@ -94,7 +94,8 @@ def math_verify_cost(rows: list[dict]) -> dict:
 
 
 def batch_end_to_end(cells: int, seed: int, batch_size: int, model: str, quant: str) -> dict:
-    from playground.app.batch import import_rows, parse_batch_file, plan_jobs, run_jobs
+    from playground.app.batch_files import import_rows, parse_batch_file
+    from playground.app.batch_jobs import plan_jobs, run_jobs
     from playground.app.service import Playground
     from playground.config import Settings
     from playground.evaluation.gym import generate_suite, suite_jsonl

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from playground.app.batch import import_rows, parse_batch_file, plan_jobs, run_jobs
+from playground.app.batch_files import import_rows, parse_batch_file
+from playground.app.batch_jobs import plan_jobs, run_jobs
 from playground.app.service import Playground
 from playground.cli import main
 from playground.config import Settings

@@ -49,20 +49,26 @@ def has_grader(cell) -> bool:
     return cell.kind == "prompt" and bool(cell.expected) and cell.grader is not None
 
 
-def lane_grade(cell, run, run_code: Callable[[str, str], Grade] | None = None) -> Grade:
-    """The grade of one stored lane: the cached one when it was graded against the cell's current
-    expected answer and grader, else graded now from run.answer_text (never the reasoning)."""
+def answer_grade(cell, status: str, answer_text: str, run_code: Callable[[str, str], Grade] | None = None) -> Grade:
+    """A lane's grade from its status and its ANSWER text alone (never the reasoning), graded now."""
     if not has_grader(cell):
         return UNGRADED
-    if run.status != "done":
+    if status != "done":
         # A stopped, interrupted or failed run never had the chance to answer: counting it as wrong
         # would charge reasoning (the slower lane, so the one more often cut short) for the stop.
-        return Grade("ungraded", None, f"the run is {run.status}, not done: run it again to grade it")
-    key = grade_key(cell.grader, cell.expected)
-    cached = run.grade if isinstance(run.grade, dict) else None
-    if cached and cached.get("key") == key and (g := Grade.from_dict(cached)) is not None:
-        return g
-    return grade(cell.grader, cell.expected, run.answer_text, run_code)
+        return Grade("ungraded", None, f"the run is {status}, not done: run it again to grade it")
+    return grade(cell.grader, cell.expected, answer_text, run_code)
+
+
+def lane_grade(cell, run, run_code: Callable[[str, str], Grade] | None = None) -> Grade:
+    """The grade of one stored lane: the cached one when it was graded against the cell's current
+    expected answer and grader, else answer_grade of its status and answer text."""
+    if has_grader(cell) and run.status == "done":
+        cached = run.grade if isinstance(run.grade, dict) else None
+        if cached and cached.get("key") == grade_key(cell.grader, cell.expected) and \
+                (g := Grade.from_dict(cached)) is not None:
+            return g
+    return answer_grade(cell, run.status, run.answer_text, run_code)
 
 
 def grade_record(cell, g: Grade) -> dict:

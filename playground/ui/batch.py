@@ -1,7 +1,8 @@
 """The "Did reasoning pay?" panel: import a file of prompts, run every cell (progress, stop, resume),
 sweep thinking budgets, and the session's verdict (numbers and three charts).
 
-Handlers are thin: parsing, running and judging live in playground.app.batch and playground.evaluation.verdict.
+Handlers are thin: parsing, running and judging live in playground.app.batch_files,
+playground.app.batch_jobs and playground.evaluation.verdict.
 A batch run holds the model like a cell run (concurrency_id "gpu"); its progress reaches the page
 after every finished cell, and the Stop button sets the batch's stop event, which ends the current
 generate within a decode step (a closed tab does the same through the generator's close).
@@ -14,13 +15,12 @@ import threading
 
 import gradio as gr
 
-from playground.app.batch import (
+from playground.app.batch_files import import_rows, parse_batch_file
+from playground.app.batch_jobs import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BUDGETS,
     batch_engine,
     check_budgets,
-    import_rows,
-    parse_batch_file,
     plan_jobs,
     run_jobs,
 )

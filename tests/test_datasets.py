@@ -4,6 +4,7 @@ each with good and bad rows (a bad row says what to fix)."""
 from __future__ import annotations
 
 import io
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -118,3 +119,53 @@ def test_a_mapping_typed_in_the_panel():
                                                                                              None, "math")
     with pytest.raises(InvalidInput, match="field=column"):
         mapping_from_text("prompt input")
+
+
+# --- through the batch import: good rows import, bad rows are listed with the fix ----------------
+def test_a_gsm8k_file_imports_its_good_rows_and_lists_the_bad():
+    from playground.app.batch_files import parse_batch_file
+
+    lines = [json.dumps(GSM8K), json.dumps({"question": "No final line?", "answer": "It is 4."}),
+             json.dumps({"question": "Q2", "answer": "2 + 2\n#### 4"})]
+    rows, errors = parse_batch_file("\n".join(lines).encode(), "test.jsonl", fmt="gsm8k")
+    assert [(r.line, r.expected, r.grader) for r in rows] == [
+        (1, "1236", {"kind": "numeric", "tolerance": 1e-6}), (3, "4", {"kind": "numeric", "tolerance": 1e-6})]
+    assert [e.line for e in errors] == [2] and "#### N" in errors[0].message
+    # auto recognises the same file row by row, the bad row then being one of our own (question -> prompt)
+    auto_rows, _ = parse_batch_file("\n".join(lines).encode(), "test.jsonl")
+    assert [r.expected for r in auto_rows][::2] == ["1236", "4"]
+
+
+def test_a_math_csv_imports_with_the_math_grader():
+    from playground.app.batch_files import parse_batch_file
+
+    data = ('problem,solution,level\n"Halve 1.","So $\\boxed{\\frac{1}{2}}$.",Level 1\n'
+            '"No box.","Just words.",Level 2\n')
+    rows, errors = parse_batch_file(data.encode(), "math.csv", fmt="math")
+    assert [(r.prompt, r.expected, r.grader) for r in rows] == [("Halve 1.", "\\frac{1}{2}", {"kind": "math"})]
+    assert len(errors) == 1 and "\\boxed{}" in errors[0].message and errors[0].line == 2
+
+
+def test_a_math_500_row_whose_answer_the_math_grader_cannot_read_is_listed():
+    from playground.app.batch_files import parse_batch_file
+
+    data = "\n".join(json.dumps(r) for r in [MATH_500, {**MATH_500, "answer": "???"}])
+    rows, errors = parse_batch_file(data, "math500.jsonl")
+    assert len(rows) == 1 and rows[0].grader == {"kind": "math"}
+    assert errors[0].line == 2 and "no value the math grader can read" in errors[0].message
+
+
+def test_a_parquet_table_imports_through_a_column_mapping():
+    from playground.app.batch_files import MAX_BATCH_ROWS, parse_batch_file
+
+    table = [{"input": f"What is {i} + {i}?", "target": f"work\n#### {2 * i}", "id": i} for i in range(3)]
+    table.append({"input": None, "target": "#### 1", "id": 99})
+    mapping = mapping_from_text("prompt=input, expected=target, grader=numeric")
+    rows, errors = parse_batch_file(parquet_bytes(table), "", mapping=mapping)  # the page sends no file name
+    assert [(r.prompt, r.expected) for r in rows] == [(f"What is {i} + {i}?", str(2 * i)) for i in range(3)]
+    assert len(errors) == 1 and errors[0].line == 4 and "'input' is missing" in errors[0].message
+    many = parquet_bytes([{"input": f"q{i}"} for i in range(MAX_BATCH_ROWS + 3)])
+    rows, errors = parse_batch_file(many, "big.parquet", mapping=ColumnMapping("input"))
+    assert len(rows) == MAX_BATCH_ROWS and "MAX_BATCH_ROWS" in errors[-1].message
+    with pytest.raises(InvalidInput, match="format='bogus'"):
+        parse_batch_file(many, "big.parquet", fmt="bogus")

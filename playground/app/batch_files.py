@@ -1,4 +1,6 @@
-"""Batch files: prompts from a JSONL or CSV file, each row checked on its own, appended as cells. No gradio.
+"""Batch files: prompts from a JSONL, CSV or Parquet file, each row checked on its own, appended as
+cells; dataset rows (GSM8K, MATH, any table through a column mapping) are read by
+playground.evaluation.datasets first. No gradio.
 
 Good rows import even when others are bad; every bad row comes back as a RowError saying what to
 fix. Running the imported cells is playground.app.batch_jobs.
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 from playground.app.service import validate_prompt
 from playground.errors import InvalidInput
+from playground.evaluation.datasets import ColumnMapping, batch_fields, check_format, is_parquet, parquet_rows
 from playground.evaluation.graders import check_grader
 
 # Named limits of an imported file, each checked once in parse_batch_file.
@@ -41,22 +44,18 @@ class RowError:
         return f"row {self.line}: {self.message}"
 
 
-def parse_batch_file(data: bytes | str, filename: str = "", max_prompt_chars: int = 20_000
+def parse_batch_file(data: bytes | str, filename: str = "", max_prompt_chars: int = 20_000, *,
+                     fmt: str = "auto", mapping: ColumnMapping | None = None
                      ) -> tuple[list[BatchRow], list[RowError]]:
-    """Rows of a JSONL or CSV file (by extension, else by a first character of "{"), each checked on
+    """Rows of a JSONL, CSV or Parquet file (by extension, else by its first bytes), each checked on
     its own: good rows come back even when others are bad, and every bad row says what to fix.
+    `fmt` and `mapping` read dataset rows (GSM8K, MATH, a column mapping: evaluation.datasets).
     Raises InvalidInput only for a file that cannot be read at all."""
     if len(data) > MAX_BATCH_BYTES:
         raise InvalidInput(f"The file has {len(data):,} bytes, over the limit of {MAX_BATCH_BYTES:,} "
                            "(MAX_BATCH_BYTES): split it.")
-    try:
-        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
-    except UnicodeDecodeError:
-        raise InvalidInput("The file is not UTF-8 text: save it as UTF-8 JSONL or CSV.") from None
-    name = filename.lower()
-    is_csv = name.endswith(".csv") or (not name.endswith((".jsonl", ".json", ".ndjson"))
-                                       and not text.lstrip().startswith("{"))
-    raw = _csv_rows(text) if is_csv else _jsonl_rows(text)
+    fmt = "mapped" if mapping is not None and fmt == "auto" else check_format(fmt)
+    raw = parquet_rows(data, MAX_BATCH_ROWS) if is_parquet(data, filename) else _text_rows(data, filename)
     rows: list[BatchRow] = []
     errors: list[RowError] = []
     for line, item in raw:
@@ -68,13 +67,24 @@ def parse_batch_file(data: bytes | str, filename: str = "", max_prompt_chars: in
             errors.append(RowError(line, item))
             continue
         try:
-            rows.append(_row(line, item, max_prompt_chars))
+            rows.append(_row(line, batch_fields(item, fmt, mapping), max_prompt_chars))
         except InvalidInput as exc:
             errors.append(RowError(line, str(exc)))
     if not rows and not errors:
         raise InvalidInput("The file has no rows: put one prompt per line (JSONL) or per row under a "
                            "'prompt' header (CSV).")
     return rows, errors
+
+
+def _text_rows(data: bytes | str, filename: str) -> Iterator[tuple[int, dict | str]]:
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        raise InvalidInput("The file is not UTF-8 text: save it as UTF-8 JSONL or CSV, or as Parquet.") from None
+    name = filename.lower()
+    is_csv = name.endswith(".csv") or (not name.endswith((".jsonl", ".json", ".ndjson"))
+                                       and not text.lstrip().startswith("{"))
+    return _csv_rows(text) if is_csv else _jsonl_rows(text)
 
 
 def _jsonl_rows(text: str) -> Iterator[tuple[int, dict | str]]:

@@ -1,5 +1,5 @@
 """python -m bench.batch: does the step scheduler keep a batch run full? 16 sample cells of mixed
-lengths run three ways, in one process, through playground.app.batch.run_jobs into a scratch database.
+lengths run three ways, in one process, through playground.app.batch_jobs.run_jobs into a scratch database.
 
 - one by one: each cell alone (batch_size=1), what pressing Run on each cell does;
 - chunks: four cells at a time, each chunk waiting for its slowest row before the next starts
@@ -36,7 +36,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from playground.app.batch import import_rows, parse_batch_file, plan_jobs, run_jobs
+    from playground.app.batch_files import import_rows, parse_batch_file
+    from playground.app.batch_jobs import plan_jobs, run_jobs
     from playground.app.service import Playground
     from playground.config import Settings
     from playground.store import open_store

@@ -1,7 +1,8 @@
 """The "Did reasoning pay?" panel: import a file of prompts, run every cell (progress, stop, resume),
 sweep thinking budgets, and the session's verdict (numbers and three charts).
 
-Handlers are thin: parsing, running and judging live in playground.app.batch and playground.evaluation.verdict.
+Handlers are thin: parsing, running and judging live in playground.app.batch_files,
+playground.app.batch_jobs and playground.evaluation.verdict.
 A batch run holds the model like a cell run (concurrency_id "gpu"); its progress reaches the page
 after every finished cell, and the Stop button sets the batch's stop event, which ends the current
 generate within a decode step (a closed tab does the same through the generator's close).
@@ -14,19 +15,20 @@ import threading
 
 import gradio as gr
 
-from playground.app.batch import (
+from playground.app.batch_files import import_rows, parse_batch_file
+from playground.app.batch_jobs import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BUDGETS,
     batch_engine,
     check_budgets,
-    import_rows,
-    parse_batch_file,
     plan_jobs,
     run_jobs,
 )
 from playground.app.service import explain
 from playground.evaluation.charts import accuracy_bars, budget_curve, verdict_scatter
+from playground.evaluation.datasets import DATASET_FORMATS, mapping_from_text
 from playground.evaluation.verdict import session_verdict
+from playground.sharing.markdown import VERDICT_COLUMNS, verdict_rows
 
 from ..errors import InvalidInput
 from .common import GPU_POOL, owner_of
@@ -81,12 +83,9 @@ def render_verdict(session) -> None:
     """The verdict of the open session, drawn inside the page's @gr.render from stored grades."""
     v = session_verdict(session)
     with gr.Accordion("Did reasoning pay?", open=bool(v.compared or v.budget_curve), elem_id="verdict"):
-        rows = "\n".join(
-            f"| {lane} | {'–' if t.accuracy is None else f'{t.accuracy:.0%}'} | {t.passed}/{t.graded} | {t.tokens:,} | "
-            f"{'–' if t.accuracy_per_1k_tokens is None else f'{t.accuracy_per_1k_tokens:.2f}'} |"
-            for lane, t in v.lanes.items())
-        gr.Markdown(f"{v.headline()}\n\n| lane | accuracy | passed | tokens | correct per 1k tokens |\n"
-                    f"|---|---|---|---|---|\n{rows}", elem_id="verdict-text")
+        table = "\n".join("| " + " | ".join(r) + " |" for r in verdict_rows(v))
+        gr.Markdown(f"{v.headline()}\n\n| " + " | ".join(VERDICT_COLUMNS) + " |\n|" + "---|" * len(VERDICT_COLUMNS)
+                    + f"\n{table}", elem_id="verdict-text")
         with gr.Row():
             gr.Plot(verdict_scatter(v.cells), elem_id="verdict-scatter")
             gr.Plot(accuracy_bars(v.lanes), elem_id="verdict-accuracy")
@@ -97,12 +96,18 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
     """Import, Run all, Stop and Sweep for the open session; bumps `tick` so the cells re-render."""
     stops: dict[str, threading.Event] = {}
     with gr.Accordion("Batch: import prompts, run all, sweep budgets", open=False, elem_id="batch-panel"):
-        gr.Markdown("A JSONL or CSV file, one prompt per row, with optional `system`, `expected` and `grader` "
-                    "(exact, numeric, regex, choice, python; `tolerance` for numeric). Try "
-                    "`samples/arithmetic-word-logic.jsonl`.")
+        gr.Markdown("A JSONL, CSV or Parquet file, one prompt per row, with optional `system`, `expected` and "
+                    "`grader` (exact, numeric, regex, choice, math, gym, python; `tolerance` for numeric); GSM8K and "
+                    "MATH rows are recognised, any other table needs a column mapping. Try "
+                    "`samples/arithmetic-word-logic.jsonl` or a generated suite, `samples/gym-arithmetic.jsonl`.")
         with gr.Row():
-            batch_file = gr.File(label="Import prompts (.jsonl, .csv)", file_types=[".jsonl", ".csv", ".json"],
-                                 type="binary", elem_id="batch-file")
+            with gr.Column():
+                batch_file = gr.File(label="Import prompts (.jsonl, .csv, .parquet)",
+                                     file_types=[".jsonl", ".csv", ".json", ".parquet"], type="binary",
+                                     elem_id="batch-file")
+                fmt_box = gr.Dropdown(list(DATASET_FORMATS), value="auto", label="File format", elem_id="batch-format")
+                mapping_box = gr.Textbox("", label="Column mapping (e.g. prompt=input, expected=target, grader=math)",
+                                         elem_id="batch-mapping")
             with gr.Column():
                 batch_size = gr.Slider(1, 8, value=DEFAULT_BATCH_SIZE, step=1, label="cells per generate")
                 budgets_box = gr.Textbox(BUDGETS_TEXT, label="Thinking budgets for a sweep")
@@ -113,18 +118,19 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
             stop_btn = gr.Button("Stop", variant="stop", size="sm", elem_id="batch-stop")
         batch_md = gr.Markdown(elem_id="batch-progress")
 
-    def do_import(data, session_id, t, request: gr.Request):
+    def do_import(data, fmt, mapping_text, session_id, t, request: gr.Request):
         if data is None:
             return gr.skip(), gr.skip()
         try:
-            rows, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars)
+            rows, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars, fmt=fmt or "auto",
+                                            mapping=mapping_from_text(mapping_text))
             import_rows(store, owner_of(request, secret), session_id, rows)
         except Exception as exc:
             raise gr.Error(explain(exc)) from None
         return import_report(rows, errors), t + 1
 
-    batch_file.upload(do_import, [batch_file, sid, tick], [batch_md, tick], concurrency_limit=None,
-                      api_name="batch_import", api_visibility="private")
+    batch_file.upload(do_import, [batch_file, fmt_box, mapping_box, sid, tick], [batch_md, tick],
+                      concurrency_limit=None, api_name="batch_import", api_visibility="private")
 
     def runner(sweep: bool):
         def go(session_id, size, budgets_text, only_text, request: gr.Request):

@@ -126,7 +126,7 @@ def test_sample_batch_stops_and_resumes_without_rerunning(pg, store):
     assert all(r.grade and r.grade["status"] in ("pass", "fail", "ungraded") for r in runs)
     v = session_verdict(session)
     assert v.lanes["standard"].graded >= 18 and v.to_dict()["cells_compared"] >= 18
-    assert all(r.record["batch_rows"] in (2, 4, 6, 8) for r in runs)
+    assert all(r.record["batch_rows"] == 2 for r in runs)
 
 
 def test_batched_rows_match_the_same_cell_run_alone_until_a_near_tie(pg, store):
@@ -155,7 +155,69 @@ def test_batched_rows_match_the_same_cell_run_alone_until_a_near_tie(pg, store):
     for c in cells:
         assert c.latest.runs["standard"].generated_tokens <= SMALL["standard"]["max_new_tokens"]
         assert c.latest.runs["reasoning"].generated_tokens <= SMALL["reasoning"]["max_new_tokens"]
-        assert c.latest.runs["reasoning"].record["batch_rows"] == 8
+        record = c.latest.runs["reasoning"].record
+        assert record["batch_rows"] == 2 and record["batch_in_flight"] == 4
+        # Four cells in flight share decode steps: each job saw rows of other jobs in its batch.
+        assert record["shared_steps"]["other_runs"] >= 1 and record["shared_steps"]["rows_max"] > 2, record
+
+
+def test_when_a_cell_ends_the_next_one_joins_without_waiting_for_the_others_in_flight(pg, store):
+    """Two cells in flight; the first is long, the others short. In chunks of two the long cell would
+    share its steps with the second cell alone, and the third would start after it; with the step
+    scheduler the third (and fourth) start as soon as a short one ends, while the long one still runs."""
+    sid = store.create_session("me", "rolling").id
+    lengths = [48, 3, 3, 3]
+    for i, n in enumerate(lengths):
+        lane = {"max_new_tokens": n, "min_new_tokens": n}
+        store.add_cell("me", sid, prompt=f"Count to {i + 3}.", settings={"standard": lane, "reasoning": lane})
+    progress = list(run_jobs(pg, store, "me", _plan(pg, store, sid), batch_size=2, resume=False))
+    assert progress[-1].finished and progress[-1].done == len(lengths)
+    assert progress[-1].tokens == 2 * sum(lengths)
+    # The short cells finished first: progress reports each job as it ends, not in chunk order.
+    assert [p.message for p in progress[1:-1]][-1] == "cell 1 done", [p.message for p in progress]
+    cells = store.get_session("me", sid).cells
+    long_run = cells[0].latest.runs["reasoning"]
+    assert long_run.generated_tokens == lengths[0]
+    assert long_run.record["shared_steps"]["other_runs"] == len(lengths) - 1, long_run.record
+    assert all(c.latest.runs[lane].status == "done" for c in cells for lane in c.latest.runs)
+
+
+def test_a_stopped_batch_stops_a_cell_still_waiting_for_the_model(loaded_nf4, store):
+    """Stop reaches a job whose run is still queued behind another visitor's (it has no update yet to
+    notice it by): the batch ends within a step or so, the cell is stored stopped rather than run
+    later, and the other visitor's run goes on."""
+    from playground.backends.local.engine import Engine
+    from playground.lanes import LaneSettings
+
+    engine = Engine(loaded_nf4, max_runs=1)  # one run at a time: the job queues behind the visitor
+    pg = Playground(Settings())
+    pg.loaded, pg.backend = loaded_nf4, engine
+    sid = store.create_session("me", "queued").id
+    store.add_cell("me", sid, prompt="Name a fruit.", settings=SMALL)
+    other = engine.start("Tell a long story.", lanes={"standard": LaneSettings(max_new_tokens=400, min_new_tokens=400)},
+                         owner="visitor")
+    updates = iter(other)
+    next(updates)  # the visitor's run is in the batch
+    stop = threading.Event()
+    seen = []
+    worker = threading.Thread(target=lambda: seen.extend(
+        run_jobs(pg, store, "me", _plan(pg, store, sid), batch_size=1, stop=stop, resume=False)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not engine.scheduler._pending:
+            assert time.monotonic() < deadline and worker.is_alive()
+            time.sleep(0.01)
+        stop.set()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+        assert not other.finished  # the visitor's run was not held up
+    finally:
+        other.stop()
+        list(updates)
+    assert seen[-1].finished and seen[-1].stopped
+    runs = store.get_session("me", sid).cells[0].latest.runs
+    assert {r.status for r in runs.values()} == {"stopped"} and all(r.generated_tokens == 0 for r in runs.values())
 
 
 def test_a_sweep_stores_one_execution_per_budget_and_draws_the_curve(pg, store):
@@ -248,15 +310,14 @@ def test_batches_refuse_a_backend_without_local_rows(tmp_path):
 
 
 def test_runs_batched_with_a_visitors_run_store_the_schedulers_record(loaded_nf4, store):
-    """A batch job and a visitor's cell waiting for the model together share one generate (the
-    scheduler): the STORED record of each says so, batch_runs and batch_rows as the scheduler
-    counted them, which is known only once the batch forms, after the executions were started."""
+    """A batch job and a visitor's cell waiting for the model together share decode steps (the step
+    scheduler): the STORED record of each says so, shared_steps as the scheduler counted them, which
+    is known only once the runs end, after the executions were started."""
     from playground.app.notebook import Notebook
     from playground.backends.local.engine import Engine
-    from playground.backends.local.scheduler import RunScheduler
     from playground.lanes import LaneSettings
 
-    engine = RunScheduler.attach(Engine(loaded_nf4), 4)
+    engine = Engine(loaded_nf4, max_runs=4)
     pg = Playground(Settings())
     pg.loaded, pg.backend = loaded_nf4, engine
     sid = store.create_session("me", "together").id
@@ -274,7 +335,7 @@ def test_runs_batched_with_a_visitors_run_store_the_schedulers_record(loaded_nf4
 
     works = [lambda: run_jobs(pg, store, "me", jobs, batch_size=1, resume=False),
              lambda: Notebook(pg, store).run_cell("me", visitor_cell.id, "k", "Name a colour.", None, small)]
-    with engine.lock:  # the model is busy: both runs queue, and form one batch when it frees up
+    with engine.lock:  # the model is busy: both runs queue, and join one batch when it frees up
         threads = [threading.Thread(target=go, args=(w,)) for w in works]
         for t in threads:
             t.start()
@@ -289,7 +350,8 @@ def test_runs_batched_with_a_visitors_run_store_the_schedulers_record(loaded_nf4
     for cell_id in (batch_cell.id, visitor_cell.id):
         for lane, run in cells[cell_id].latest.runs.items():
             assert run.status == "done", (cell_id, lane)
-            assert (run.record["batch_runs"], run.record["batch_rows"]) == (2, 4), run.record
+            shared = run.record["shared_steps"]
+            assert (shared["other_runs"], shared["rows_max"]) == (1, 4), run.record
     for lane, run in cells[visitor_cell.id].latest.runs.items():
         assert run.record["settings"] == small[lane].to_dict()
     # The batch job's record is still its own: its lanes' settings and prompts, under their lane names.

@@ -1,14 +1,17 @@
 """Batch runs: run every prompt cell of a session (or a thinking-budget sweep) with progress, stop
-and resume, several cells per batched `generate`. No gradio. (Importing the cells from a file is
+and resume, several cells in flight at once. No gradio. (Importing the cells from a file is
 playground.app.batch_files; visitors' runs batched together is playground.backends.local.scheduler.)
 
 A *job* is one execution of one cell: both lanes for "Run all", the reasoning lane alone at one
-thinking budget for a sweep point. Jobs are grouped `batch_size` at a time into ONE engine run
-whose rows are keyed "<index>:<lane>" (the engine runs any set of keyed rows left-padded in
-one generate, each row with its own sampling and budget), and each job is stored by the same
-Recorder a notebook run is (playground.app.recorder), as one execution of that run. So a batched
-execution is indistinguishable in the store from one run alone, except for record["batch_rows"],
-which says how many rows shared the generate (its timings include them).
+thinking budget for a sweep point. Each job is one engine run of its own, owned by whoever started
+the batch, and `batch_size` of them are in flight at once: the engine's step scheduler lets their
+rows join the running batch at the next decode step, so when a job ends the next one starts at
+once, without waiting for the slowest of a chunk (and the scheduler's fairness, counted per owner,
+keeps a visitor who presses Run once from waiting behind a whole batch). Each job is stored by the
+same Recorder a notebook run is (playground.app.recorder), so a batched execution is
+indistinguishable in the store from one run alone, except for its record: "batch_rows" (the job's
+own rows), "batch_in_flight" (the jobs at once) and the scheduler's "shared_steps" (how many rows,
+of any run, shared its decode steps; its timings include them).
 
 Resume: a job is skipped when the cell's latest execution of the same kind (a plain run, or a
 sweep point at the same budget) finished "done" in every lane with the same settings, model,
@@ -17,6 +20,7 @@ quantization and rendered prompt.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -30,7 +34,7 @@ from playground.evaluation.verdict import SWEEP_KEY, is_sweep, sweep_budget
 from playground.lanes import LANES, LaneSettings, validate_settings
 from playground.prompting.prompts import build_prompt
 
-MAX_BATCH_SIZE = 16  # cells per generate: 32 rows; more gains little on a GPU and pads long prompts
+MAX_BATCH_SIZE = 16  # cells in flight: 32 rows; more gains little on a GPU and pads long prompts
 DEFAULT_BATCH_SIZE = 4  # four cells = a batch of eight rows
 DEFAULT_BUDGETS: tuple[int | None, ...] = (0, 64, 256, 1024, None)
 MAX_SWEEP_BUDGETS = 12
@@ -156,11 +160,15 @@ def already_done(job: Job, loaded) -> bool:
 
 
 # --- running ------------------------------------------------------------------------------------
+JOIN_S = 30.0  # how long a batch that ends early waits for its jobs in flight to let go of the store
+STOP_POLL_S = 0.1  # how often a batch waiting for its next job looks at its stop event
+
+
 def run_jobs(pg, store, owner: str, jobs: Sequence[Job], *, batch_size: int = DEFAULT_BATCH_SIZE,
              stop: threading.Event | None = None, run_code=None, resume: bool = True) -> Iterator[BatchProgress]:
-    """Run the jobs `batch_size` at a time, yielding progress after every finished job (and before
-    the first). A set `stop` ends the current generate within a decode step; what ran is kept
-    ("stopped" lanes are rerun on resume). Closing the generator stops it the same way."""
+    """Run the jobs with `batch_size` in flight, yielding progress after every finished job (and
+    before the first). A set `stop` ends the jobs in flight within a decode step and starts no more;
+    what ran is kept ("stopped" lanes are rerun on resume). Closing the generator stops it the same way."""
     if not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise InvalidInput(f"batch_size={batch_size!r}: use 1–{MAX_BATCH_SIZE} (MAX_BATCH_SIZE).")
     stop = stop or threading.Event()
@@ -179,20 +187,84 @@ def run_jobs(pg, store, owner: str, jobs: Sequence[Job], *, batch_size: int = DE
 
     yield progress(f"{skipped} cell run(s) already done with these settings: skipped" if skipped
                    else f"{len(todo)} to run")
-    for start in range(0, len(todo), batch_size):
-        if stop.is_set():
-            break
-        chunk = todo[start:start + batch_size]
-        for job in chunk:
-            pg.check_run_input(job.cell.prompt, job.cell.system_prompt, job.lanes)
-            if pg.settings.runs_per_visitor_per_hour:
-                pg._count_run(owner)  # the per-visitor limit counts every cell of a batch as a run
-        for finished_job, tokens in _run_chunk(engine, store, owner, chunk, stop, run_code):
+    flight = _Flight(engine, store, owner, batch_size, run_code)
+    waiting = iter(todo)
+    try:
+        while True:
+            while len(flight.threads) < batch_size and not stop.is_set():
+                job = next(waiting, None)
+                if job is None:
+                    break
+                pg.check_run_input(job.cell.prompt, job.cell.system_prompt, job.lanes)
+                if pg.settings.runs_per_visitor_per_hour:
+                    pg._count_run(owner)  # the per-visitor limit counts every cell of a batch as a run
+                flight.start(job, stop)
+            if not flight.threads:
+                break
+            finished_job, tokens = flight.next_done(stop)
             state.done += 1
             state.ran += 1
             state.tokens += tokens
             yield progress(f"{_label(finished_job)} done")
+    finally:
+        flight.close()
     yield progress("stopped: run again to resume" if stop.is_set() else "all done", finished=True)
+
+
+class _Flight:
+    """The jobs in flight: each runs in a thread of its own (its run blocks between decode steps) and
+    reports to one queue when its lanes are stored and graded, or with what went wrong."""
+
+    def __init__(self, engine, store, owner: str, batch_size: int, run_code):
+        self.engine, self.store, self.owner, self.run_code = engine, store, owner, run_code
+        self.batch_size = batch_size
+        # Keyed by start order (a Job, a plain dataclass, is not hashable).
+        self.threads: dict[int, threading.Thread] = {}
+        self.runs: dict[int, object] = {}  # each job's engine run, once started
+        self._started = 0
+        self.halt = threading.Event()  # the batch ended early (an error, the consumer gone)
+        self.reports: queue.Queue = queue.Queue()
+
+    def start(self, job: Job, stop: threading.Event) -> None:
+        self._started += 1
+        n = self._started
+        thread = threading.Thread(target=self._run, args=(n, job, stop), name="batch-job", daemon=True)
+        self.threads[n] = thread
+        thread.start()
+
+    def next_done(self, stop: threading.Event) -> tuple[Job, int]:
+        """The next job to finish and its tokens; a job's failure is raised here, in the batch's thread.
+        A set `stop` reaches every run in flight, also one still queued for the model (it has no
+        update yet to notice it by)."""
+        while True:
+            try:
+                n, job, tokens, exc = self.reports.get(timeout=STOP_POLL_S)
+                break
+            except queue.Empty:
+                if stop.is_set():
+                    self.stop_all()
+        self.threads.pop(n).join()
+        self.runs.pop(n, None)
+        if exc is not None:
+            raise exc
+        return job, tokens
+
+    def stop_all(self) -> None:
+        for run in list(self.runs.values()):
+            run.stop()
+
+    def close(self) -> None:
+        """Stop what is still in flight and wait until its lanes are saved (as stopped)."""
+        self.halt.set()
+        self.stop_all()
+        for thread in list(self.threads.values()):
+            thread.join(JOIN_S)
+
+    def _run(self, n: int, job: Job, stop: threading.Event) -> None:
+        try:
+            self.reports.put((n, job, _run_job(self, n, job, stop), None))
+        except BaseException as exc:  # handed to the batch's thread, which raises it
+            self.reports.put((n, job, 0, exc))
 
 
 def _label(job: Job) -> str:
@@ -201,30 +273,24 @@ def _label(job: Job) -> str:
                             if job.sweep else "")
 
 
-def _key(index: int, lane: str) -> str:
-    return f"{index}:{lane}"
-
-
-def _run_chunk(engine, store, owner, chunk: list[Job], stop: threading.Event, run_code) -> Iterator[tuple[Job, int]]:
-    """One batched generate over every lane of every job in the chunk, saved by one Recorder; yields
-    each job (with the tokens it generated) once its lanes have all finished, stored and graded."""
-    prompts = {_key(i, lane): p for i, job in enumerate(chunk) for lane, p in job.prompts.items()}
-    lanes = {_key(i, lane): s for i, job in enumerate(chunk) for lane, s in job.lanes.items()}
-    run = engine.start_prompts(prompts, lanes)
-    jobs = {}
-    for i, job in enumerate(chunk):
-        extra = {"batch_rows": len(prompts), **({SWEEP_KEY: {"budget": job.budget}} if job.sweep else {})}
-        jobs[Execution(job.cell, {lane: _key(i, lane) for lane in job.lanes}, extra)] = job
-    recorder = Recorder(store, owner, run, list(jobs), engine.reproducibility_record(run), run_code)
+def _run_job(flight: _Flight, n: int, job: Job, stop: threading.Event) -> int:
+    """One engine run of the job's lanes, saved by a Recorder; the tokens it generated."""
+    run = flight.engine.start_prompts(job.prompts, job.lanes, owner=flight.owner)
+    flight.runs[n] = run
+    if flight.halt.is_set():  # the batch ended while this thread started
+        run.stop()
+    extra = {"batch_rows": len(job.prompts), "batch_in_flight": flight.batch_size,
+             **({SWEEP_KEY: {"budget": job.budget}} if job.sweep else {})}
+    ex = Execution(job.cell, {lane: lane for lane in job.lanes}, extra)
+    recorder = Recorder(flight.store, flight.owner, run, [ex], flight.engine.reproducibility_record(run),
+                        flight.run_code)
     recorder.start()
     try:
         for _update in run:
-            if stop.is_set():
+            if stop.is_set() or flight.halt.is_set():
                 run.stop()
-            for ex in recorder.step():
-                recorder.grade(ex)
-                yield jobs[ex], recorder.tokens(ex)
+            for done in recorder.step():
+                recorder.grade(done)
     finally:
-        rest = recorder.close()
-    for ex in rest:  # jobs whose last lane ended with the run itself
-        yield jobs[ex], recorder.tokens(ex)
+        recorder.close()
+    return recorder.tokens(ex)

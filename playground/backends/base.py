@@ -64,4 +64,5 @@ class LocalBackend(Backend, Protocol):
     tokenizer: object
     loaded: object  # models.loading.LoadedModel
 
-    def start_prompts(self, prompts: dict[str, LanePrompt], lanes: dict[str, LaneSettings]) -> RunLike: ...
+    def start_prompts(self, prompts: dict[str, LanePrompt], lanes: dict[str, LaneSettings],
+                      owner: str | None = None) -> RunLike: ...

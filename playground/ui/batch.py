@@ -108,7 +108,7 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
                 mapping_box = gr.Textbox("", label="Column mapping (e.g. prompt=input, expected=target, grader=math)",
                                          elem_id="batch-mapping")
             with gr.Column():
-                batch_size = gr.Slider(1, 8, value=DEFAULT_BATCH_SIZE, step=1, label="cells per generate")
+                batch_size = gr.Slider(1, 8, value=DEFAULT_BATCH_SIZE, step=1, label="cells in flight")
                 budgets_box = gr.Textbox(BUDGETS_TEXT, label="Thinking budgets for a sweep")
                 only_box = gr.Textbox("", label="Only these cells (e.g. 1, 3; empty: all)", elem_id="batch-only")
         with gr.Row():

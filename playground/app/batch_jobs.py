@@ -72,7 +72,7 @@ class BatchProgress:
 
 
 def batch_engine(pg) -> LocalBackend:
-    """The local backend batch runs need (keyed rows in one generate, a tokenizer for the prompts).
+    """The local backend batch runs need (rendered prompts as runs of keyed rows, a tokenizer for them).
     A remote endpoint streams each lane as its own request: it has neither, so batches refuse it."""
     engine = pg.require_backend()
     if engine.kind != "local":

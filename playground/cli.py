@@ -1,6 +1,7 @@
 """The operator's command line: `python -m playground sessions | export | import | serve`.
 
-It opens the database directly (PLAYGROUND_DB, else <PLAYGROUND_HOME>/playground.db), so it is a
+It opens the database directly (PLAYGROUND_DB_URL, else PLAYGROUND_DB, else
+<PLAYGROUND_HOME>/playground.db), so it is a
 tool for whoever runs the server, not for visitors. Owners are browser secrets: listings show
 them shortened. Exit status 0 on success, 1 on an expected failure (the message says why), 2 on
 a usage error.
@@ -25,9 +26,9 @@ def short_owner(owner: str) -> str:
 
 
 def _open():
-    from .store import default_db_path, open_store
+    from .store import open_store
 
-    return open_store(default_db_path())
+    return open_store()  # PLAYGROUND_DB_URL, else the SQLite file
 
 
 def cmd_sessions(args) -> int:

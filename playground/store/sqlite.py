@@ -1,41 +1,25 @@
-"""The SQLite engine (WAL, foreign keys, busy timeout) and Alembic migrations, configured in code.
+"""The SQLite engine (WAL, foreign keys, busy timeout): the store's embedded default.
 
 `connect(path)` returns an Engine whose every connection has the pragmas set, and whose two
 faults a user can act on (the file locked by another program past the busy timeout, a full
-disk) come out as StoreBusy / StoreFull with a message that says what to do; `migrate(engine)`
-brings the schema to a revision (head by default) inside one transaction, so a failed upgrade
-leaves the file as it was. No alembic.ini is needed: the script folder is found next to this file.
+disk) come out as StoreBusy / StoreFull with a message that says what to do.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 
-from playground.config import DB_FILENAME, default_home
 from playground.errors import StoreBusy, StoreFull
 
 from . import codec
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # How long a writer waits for another connection's write lock before "database is locked".
 BUSY_TIMEOUT_S = 5.0
 # Execution option that makes a transaction start with BEGIN IMMEDIATE (see _begin).
 WRITE = "playground_write"
-
-
-def default_db_path() -> Path:
-    """PLAYGROUND_DB, else <PLAYGROUND_HOME>/playground.db (home: see config.default_home)."""
-    if os.environ.get("PLAYGROUND_DB"):
-        return Path(os.environ["PLAYGROUND_DB"]).expanduser()
-    return default_home() / DB_FILENAME
 
 
 def connect(path: str | Path) -> Engine:
@@ -100,46 +84,26 @@ def _begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def alembic_config(engine: Engine | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if engine is not None:
-        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
-    return cfg
-
-
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to `revision`, all steps in one write transaction."""
-    cfg = alembic_config(engine)
-    with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
-def migrate_file(path: str | Path, revision: str = "head") -> None:
-    """migrate() for a file path, for tools and tests that never hold an engine."""
-    engine = connect(path)
-    try:
-        migrate(engine, revision)
-    finally:
-        engine.dispose()
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-def current_revision(engine: Engine) -> str | None:
+def integrity_ok(engine: Engine) -> bool:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
 
 
-def schema_drift(engine: Engine) -> list[str]:
-    """Differences between the migrated schema and models.py (empty when they agree)."""
-    from alembic.autogenerate import compare_metadata
-
-    from .models import Base
-
+def pragmas(engine: Engine) -> dict[str, str | int]:
+    """The connection settings in force (journal_mode, foreign_keys, busy_timeout, synchronous)."""
     with engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    return [repr(d) for d in diffs]
+        return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")}
+
+
+def backup(engine: Engine, out: Path) -> None:
+    """A consistent copy of the live file at `out`, taken with SQLite's online backup API: pages
+    are copied under a read snapshot, so writers elsewhere never see a lock for long and the copy
+    is a database as of one moment (WAL content included)."""
+    with engine.connect() as conn:
+        source = conn.connection.driver_connection
+        target = sqlite3.connect(out)
+        try:
+            source.backup(target)
+        finally:
+            target.close()

@@ -1,8 +1,11 @@
 """SessionStore: the playground's sessions, cells, runs and shares, one short transaction per call.
 
-Thread-safe: every call opens its own ORM session on a pooled connection and closes it before
-returning, and every write starts with BEGIN IMMEDIATE, so concurrent writers queue on the
-busy timeout instead of failing. Methods on a session take its owner and raise NotFound for a
+Thread-safe, and safe across processes: every call opens its own ORM session on a pooled
+connection and closes it before returning. Writers never interleave on one session: on SQLite
+every write starts with BEGIN IMMEDIATE (one writer at a time, the others queue on the busy
+timeout); on PostgreSQL a write locks the row of the session it changes (SELECT ... FOR UPDATE),
+so writers to different sessions run side by side and those to one session queue on
+lock_timeout. Methods on a session take its owner and raise NotFound for a
 session that is missing or someone else's; run writes (checkpoint_run, finish_run) take only
 the run id, which the server made and never shows a browser.
 """
@@ -12,16 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
-from alembic.util import CommandError
-from sqlalchemy import Engine, delete, exists, func, literal_column, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from playground.errors import InvalidInput, NotFound, StoreUnavailable
+from playground.errors import InvalidInput, NotFound
 from playground.lanes import FINISH_STATUSES, LANES
 
+from . import postgres, sqlite
 from .checks import (
     DEFAULT_TITLE,
     check_cell_fields,
@@ -31,18 +33,19 @@ from .checks import (
     check_status,
     check_title,
     copy_title,
-    escape_like,
+    finish_note,
     run_progress,
 )
-from .db import WRITE, connect, default_db_path, migrate
+from .db import WRITE, is_postgres
 from .models import utcnow
 from .queries import (
     MISSING_SHARE,
-    SESSION_COLS,
     cells_t,
     copy_session,
     insert_sessions,
+    list_query,
     load_full,
+    lock_session_of_run,
     new_id,
     owned_cell,
     owned_session,
@@ -55,37 +58,20 @@ from .queries import (
 from .records import CellInfo, SessionFull, SessionInfo, ShareInfo
 
 
-def open_store(path: str | Path | None = None) -> SessionStore:
-    """Open (creating it if needed) the database at `path` (default: default_db_path()), migrated to head."""
-    path = Path(path if path is not None else default_db_path()).expanduser()
-    try:
-        engine = connect(path)
-    except OSError as exc:
-        raise StoreUnavailable(f"Cannot create the database folder {path.parent}: {exc}. Set PLAYGROUND_DB "
-                               "(or PLAYGROUND_HOME) to a writable place.") from exc
-    try:
-        migrate(engine)
-    except DBAPIError as exc:
-        engine.dispose()
-        raise StoreUnavailable(f"Cannot open the database {path}: {exc.orig}. If the file is damaged, move it "
-                               "aside (a new one is made); else set PLAYGROUND_DB to a writable file.") from exc
-    except CommandError as exc:  # e.g. a revision this checkout does not have
-        engine.dispose()
-        raise StoreUnavailable(f"The database {path} has a schema this version cannot read ({exc}): it was made "
-                               "by a newer playground. Upgrade, or set PLAYGROUND_DB to another file.") from exc
-    except BaseException:
-        engine.dispose()
-        raise
-    return SessionStore(engine)
-
-
 class SessionStore:
-    """The repository over one database file; make it with open_store(), share it across threads."""
+    """The repository over one database; make it with open_store(), share it across threads.
 
-    def __init__(self, engine: Engine):
+    `replica` names the server process this store serves (see replicas.py): every run it starts
+    is marked as that replica's, so that if the replica dies, a live one can tell its runs apart."""
+
+    def __init__(self, engine: Engine, replica: str | None = None):
         self.engine = engine
-        self._reader = sessionmaker(engine)
-        self._writer = sessionmaker(engine.execution_options(**{WRITE: True}))
+        self.replica = replica
+        self.postgres = is_postgres(engine)
+        reads = engine.execution_options(isolation_level=postgres.READ_ISOLATION) if self.postgres else engine
+        self._reader = sessionmaker(reads)
+        # info[WRITE] tells queries.owned_session/owned_cell to lock the session row they find.
+        self._writer = sessionmaker(engine.execution_options(**{WRITE: True}), info={WRITE: True})
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -156,8 +142,8 @@ class SessionStore:
             return insert_sessions(s, owner, sessions)
 
     def list_sessions(self, owner: str, query: str = "", limit: int = 50, offset: int = 0) -> list[SessionInfo]:
-        """The owner's sessions, most recently updated first; `query` matches (case-insensitively,
-        ASCII letters only, as SQLite's LIKE does) the title or any cell's prompt."""
+        """The owner's sessions, most recently updated first; `query` matches the title or any cell's
+        prompt, case-insensitively (ASCII letters only on SQLite, as its LIKE does; all on PostgreSQL)."""
         check_owner(owner)
         return self._list(owner, query, limit, offset)
 
@@ -177,18 +163,7 @@ class SessionStore:
         check_page(limit, offset)
         if not isinstance(query, str):
             raise InvalidInput("The search query must be text.")
-        stmt = select(*SESSION_COLS)
-        if owner is not None:
-            stmt = stmt.where(sessions_t.c.owner == owner)
-        query = query.strip()
-        if query:
-            pattern = "%" + escape_like(query) + "%"
-            in_prompt = exists().where(cells_t.c.session_id == sessions_t.c.id,
-                                       cells_t.c.prompt.like(pattern, escape="\\"))
-            stmt = stmt.where(or_(sessions_t.c.title.like(pattern, escape="\\"), in_prompt))
-        # rowid breaks ties between equal timestamps; it is the last column of the
-        # (owner, updated_at) index, so the index still delivers rows already sorted.
-        stmt = stmt.order_by(sessions_t.c.updated_at.desc(), literal_column("sessions.rowid").desc())
+        stmt = list_query(owner, query.strip(), self.postgres)
         with self._read() as s:
             return [SessionInfo(*r) for r in s.execute(stmt.limit(limit).offset(offset))]
 
@@ -286,6 +261,7 @@ class SessionStore:
             run_ids = {lane: new_id() for lane in lanes}
             s.execute(runs_t.insert(), [dict(
                 id=run_ids[lane], cell_id=cell_id, execution=execution, lane=lane, status="running",
+                replica=self.replica,
                 prompt_tokens=0, generated_tokens=0, reasoning_tokens=0, answer_tokens=0,
                 started_at=now, updated_at=now, record={**record, "settings": settings},
                 raw_text="", reasoning_text="", answer_text="", token_ids=b"", token_times=b"", token_kinds="",
@@ -317,13 +293,14 @@ class SessionStore:
         values = run_progress(raw_text, reasoning_text, answer_text, token_ids, token_times, token_kinds, forced)
         now = utcnow()
         with self._write() as s:
+            # The session row first, as every other write takes it: locking the run and then the
+            # session would deadlock against a delete_session that holds the session and cascades.
+            session_id = lock_session_of_run(s, run_id)
             done = s.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running").values(
                 **values, status=status, prompt_tokens=prompt_tokens, metrics=metrics,
-                finish_reason=finish_reason, error=error, finished_at=now, updated_at=now)).rowcount == 1
+                **finish_note(finish_reason, error), finished_at=now, updated_at=now)).rowcount == 1
             if done:
-                session_of_run = (select(cells_t.c.session_id).join(runs_t, runs_t.c.cell_id == cells_t.c.id)
-                                  .where(runs_t.c.id == run_id).scalar_subquery())
-                s.execute(update(sessions_t).where(sessions_t.c.id == session_of_run).values(updated_at=now))
+                touch_session(s, session_id, now)
         return done
 
     def set_grade(self, run_id: str, grade: dict | None) -> bool:
@@ -336,12 +313,16 @@ class SessionStore:
             return s.execute(update(runs_t).where(runs_t.c.id == run_id)
                              .values(grade=grade, updated_at=utcnow())).rowcount == 1
 
-    def mark_interrupted(self) -> int:
-        """At start-up: every run left "running" by a dead process becomes "interrupted", keeping the
-        tokens of its last checkpoint; finished_at is that checkpoint's time. Returns how many."""
+    def mark_interrupted(self, replica: str | None = None) -> int:
+        """Every run left "running" by a dead process becomes "interrupted", keeping the tokens of its
+        last checkpoint; finished_at is that checkpoint's time. Returns how many. With no replica:
+        every running run (one server per database, at its start-up); with one: that replica's
+        runs only (a replica restarting under its name: they are its previous life's)."""
+        stmt = update(runs_t).where(runs_t.c.status == "running")
+        if replica is not None:
+            stmt = stmt.where(runs_t.c.replica == replica)
         with self._write() as s:
-            return s.execute(update(runs_t).where(runs_t.c.status == "running")
-                             .values(status="interrupted", finished_at=runs_t.c.updated_at)).rowcount
+            return s.execute(stmt.values(status="interrupted", finished_at=runs_t.c.updated_at)).rowcount
 
     # --- shares -----------------------------------------------------------------------------
     def create_share(self, owner: str, session_id: str, token: str) -> str:
@@ -383,12 +364,8 @@ class SessionStore:
 
     # --- health -----------------------------------------------------------------------------
     def integrity_ok(self) -> bool:
-        with self.engine.connect() as conn:
-            return conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        return (postgres if self.postgres else sqlite).integrity_ok(self.engine)
 
     def pragmas(self) -> dict[str, str | int]:
-        """The connection settings in force (journal_mode, foreign_keys, busy_timeout, synchronous)."""
-        with self.engine.connect() as conn:
-            return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                    for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")}
-
+        """SQLite's connection settings in force (journal_mode, foreign_keys, busy_timeout, synchronous)."""
+        return sqlite.pragmas(self.engine)

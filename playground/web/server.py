@@ -2,6 +2,8 @@
 
 A middleware gives every visitor a signed owner cookie on first contact: that cookie is what
 makes sessions theirs (no login needed), and it is HttpOnly so page scripts cannot read it.
+Every response names the replica that answered (REPLICA_HEADER, and /healthz's "replica"):
+behind a load balancer that is how an operator checks that sessions stick.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 # media from another host (a tracking pixel, or a URL carrying the page's text out). Share pages
 # set their own, stricter policy.
 APP_CSP = "img-src 'self' data: blob:; media-src 'self' data: blob:"
+REPLICA_HEADER = "x-playground-replica"
 
 
 def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
@@ -32,6 +35,7 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
     api = FastAPI(title="Reasoning playground", docs_url=None, redoc_url=None)
 
     login_on = pg.settings.login_on
+    replica = pg.settings.replica_id
 
     @api.middleware("http")
     async def owner_cookie(request: Request, call_next):
@@ -46,11 +50,13 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
             response.set_cookie(COOKIE_NAME, sign(new_owner_id(), secret), max_age=COOKIE_MAX_AGE_S,
                                 httponly=True, samesite="lax")
         response.headers.setdefault("content-security-policy", APP_CSP)
+        response.headers[REPLICA_HEADER] = replica
         return response
 
     @api.get("/healthz")
     def healthz() -> dict:
-        return {"ok": True, "model": pg.model_name(), "backend": pg.backend.kind if pg.backend else None}
+        return {"ok": True, "model": pg.model_name(), "backend": pg.backend.kind if pg.backend else None,
+                "replica": replica, "database": "postgresql" if store.postgres else "sqlite"}
 
     # Before gradio is mounted at "/": routes match in order, and its mount would take every path.
     add_share_routes(api, store, secret)
@@ -60,23 +66,37 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
 def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
-    from playground.store import default_db_path, open_store
+    from playground.store import ReplicaLease, default_target, describe, open_store
 
     settings = settings or load_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log_startup(settings, log)
     pg = Playground(settings)
-    db_path = default_db_path()
-    store = open_store(db_path)
-    interrupted = store.mark_interrupted()
-    log.info("home %s, database %s (%d interrupted run(s) recovered)", settings.home, db_path, interrupted)
-    if settings.remote_url:
-        # Runs go to the operator's endpoint; no local model is loaded (the panel can still load one).
-        pg.use_remote(resolve=False)
-    else:
-        pg.load(settings.model, settings.quant, progress=lambda f, m: log.info("%3.0f%% %s", f * 100, m))
-    log.info("%s", pg.footer().replace("**", ""))
-    app = build_server(pg, store, load_secret(settings.home))
-    log.info("serving on http://%s:%d", settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=2)
+    target = default_target()
+    store = open_store(target, replica=settings.replica_id)
+    interrupted = recover_runs(store, settings.replica_id)
+    lease = ReplicaLease(store.engine, settings.replica_id)
+    interrupted += lease.start()  # and what replicas that died meanwhile left running
+    log.info("home %s, database %s (%d interrupted run(s) recovered)", settings.home, describe(target), interrupted)
+    try:
+        if settings.remote_url:
+            # Runs go to the operator's endpoint; no local model is loaded (the panel can still load one).
+            pg.use_remote(resolve=False)
+        else:
+            pg.load(settings.model, settings.quant, progress=lambda f, m: log.info("%3.0f%% %s", f * 100, m))
+        log.info("%s", pg.footer().replace("**", ""))
+        app = build_server(pg, store, load_secret(settings.home))
+        log.info("serving on http://%s:%d as replica %s", settings.host, settings.port, settings.replica_id)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                    timeout_graceful_shutdown=2)
+    finally:
+        lease.stop()
+
+
+def recover_runs(store, replica: str) -> int:
+    """Runs a dead server left "running" become "interrupted". SQLite: one server per file, so every
+    running run is its dead predecessor's. PostgreSQL: other replicas' runs are live; only this
+    replica's own earlier ones (a restart under the same id), then what the lease reaps (dead ones')."""
+    if not store.postgres:
+        return store.mark_interrupted()
+    return store.mark_interrupted(replica=replica)

@@ -71,13 +71,20 @@ class PostgresCluster:
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "playground", "--auth=trust", "-E", "UTF8",
                   "--locale=C.UTF-8", "--no-instructions", "--no-sync")
+        self.start_server()
+        self.sql("CREATE DATABASE playground", database="postgres")
+        return self
+
+    def start_server(self) -> None:
         options = " ".join([f"-c listen_addresses=127.0.0.1 -p {self.port}",
                             f"-c unix_socket_directories={self.root}",
                             *(f"-c {k}={v}" for k, v in self.settings.items())])
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
                   "-t", str(START_TIMEOUT_S), "start")
-        self.sql("CREATE DATABASE playground", database="postgres")
-        return self
+
+    def stop_server(self) -> None:
+        """Stop the server (fast: sessions are cut off), keeping its data for start_server()."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def sql(self, statement: str, database: str = "playground") -> str:
         """Run one statement with psql (as the cluster's superuser); returns its unaligned output."""

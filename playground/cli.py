@@ -1,4 +1,4 @@
-"""The operator's command line: `python -m playground sessions | export | import | serve`.
+"""The operator's command line: `python -m playground sessions | export | import | backup | restore | serve`.
 
 It opens the database directly (PLAYGROUND_DB_URL, else PLAYGROUND_DB, else
 <PLAYGROUND_HOME>/playground.db), so it is a
@@ -78,6 +78,27 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    """A consistent copy of the database: SQLite's online backup (a .db file), or a JSON Lines dump of
+    every session (PostgreSQL's; `pg_dump` copies the whole server)."""
+    from .store.dump import backup
+
+    with _open() as store:
+        out, rows = backup(store, Path(args.out), args.format)
+    what = ", ".join(f"{n:,} {table}" for table, n in rows.items()) if rows else "a SQLite copy, integrity checked"
+    print(f"wrote {out} ({what})", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from .store.dump import restore
+
+    with _open() as store:
+        rows = restore(store, Path(args.source))
+    print("restored " + ", ".join(f"{n:,} {table}" for table, n in rows.items()), file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .config import apply_to_environ, settings_from_args
 
@@ -111,10 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", required=True)
     p.set_defaults(func=cmd_import)
 
+    add_backup_commands(sub)
+
     p = sub.add_parser("serve", help="serve the playground (as `python app.py`)")
     add_settings_arguments(p)
     p.set_defaults(func=cmd_serve)
     return parser
+
+
+def add_backup_commands(sub) -> None:
+    p = sub.add_parser("backup", help="write a consistent backup of the database to OUT (a file or folder)")
+    p.add_argument("out")
+    p.add_argument("--format", choices=("db", "jsonl"),
+                   help="db: SQLite's online backup, a file copy (the default on SQLite); jsonl: a dump of every "
+                        "session, restorable into either engine (the default on PostgreSQL)")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("restore", help="load a backup (a .jsonl dump or a SQLite .db copy) into an EMPTY database")
+    p.add_argument("source")
+    p.set_defaults(func=cmd_restore)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,7 @@ ALLOWED: dict[str, str] = {
     "db_url": "an SQLAlchemy URL of a PostgreSQL database, e.g. postgresql+psycopg://user:pass@host:5432/playground "
               "(a secret: it holds the password)",
     "replica_id": "1–100 characters naming this server process among the replicas on one database",
+    "replica_lease_s": "a number of seconds 2–3600",
     "host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "port": "an integer 1–65535",
     "max_prompt_chars": "an integer ≥ 1",
@@ -114,6 +115,9 @@ class Settings(BaseSettings):
     replica_id: str | None = Field(None, min_length=1, max_length=100,
                                    description="this server's name among replicas on one database "
                                                "(default: <hostname>:<port>)")
+    replica_lease_s: float = Field(30.0, ge=2, le=3600,
+                                   description="seconds without a heartbeat after which a replica is dead and "
+                                               "its running runs are marked interrupted (it beats 6 times a lease)")
     host: str = Field(default_factory=_default_host,
                       description="address the server listens on (0.0.0.0 on a Space, else 127.0.0.1)")
     port: int = Field(7860, ge=1, le=65535, description="port the server listens on")

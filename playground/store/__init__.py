@@ -15,10 +15,10 @@ from .codec import TokenArray
 from .db import DB_URL_ENV, default_db_path, default_target, describe
 from .opening import open_store
 from .records import CellFull, CellInfo, Execution, RunInfo, SessionFull, SessionInfo, ShareInfo
-from .replicas import HEARTBEAT_S, LEASE_S, ReplicaLease
+from .replicas import BEATS_PER_LEASE, ReplicaLease
 from .sqlite import BUSY_TIMEOUT_S
 from .store import SessionStore
 
-__all__ = ["BUSY_TIMEOUT_S", "DB_URL_ENV", "HEARTBEAT_S", "LEASE_S", "CellFull", "CellInfo", "Execution", "NotFound",
+__all__ = ["BEATS_PER_LEASE", "BUSY_TIMEOUT_S", "DB_URL_ENV", "CellFull", "CellInfo", "Execution", "NotFound",
            "ReplicaLease", "RunInfo", "SessionFull", "SessionInfo", "SessionStore", "ShareInfo", "StoreUnavailable",
            "TokenArray", "default_db_path", "default_target", "describe", "open_store"]

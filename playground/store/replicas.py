@@ -2,8 +2,8 @@
 
 With one server per database, a run still "running" when the server starts was left by its dead
 predecessor. With replicas, another replica's running runs are live. So each replica owns its
-runs (runs.replica = its id) and keeps a heartbeat row fresh (every HEARTBEAT_S); any live replica
-marks a replica dead once its heartbeat is older than LEASE_S, turns that replica's running runs
+runs (runs.replica = its id) and keeps a heartbeat row fresh (BEATS_PER_LEASE times a lease); any
+live replica marks a replica dead once its heartbeat is older than the lease, turns that replica's running runs
 into "interrupted" (tokens of the last checkpoint kept) and drops its row. A replica restarting
 under the same id (a container's hostname survives a restart) marks its own earlier runs at once.
 
@@ -27,8 +27,8 @@ from .sqlite import WRITE
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 5.0
-LEASE_S = 30.0  # a replica whose heartbeat is older than this is dead (six missed beats)
+# The lease (how long a silent replica counts as alive) is PLAYGROUND_REPLICA_LEASE_S, 30 s by default.
+BEATS_PER_LEASE = 6  # so one or two lost beats (a slow database) never make a live replica look dead
 replicas_t = ReplicaRow.__table__
 runs_t = RunRow.__table__
 
@@ -53,7 +53,7 @@ def beat(engine: Engine, replica: str, now: datetime | None = None) -> None:
             conn.execute(insert(replicas_t).values(id=replica, started_at=now, heartbeat_at=now))
 
 
-def reap_dead(engine: Engine, lease_s: float = LEASE_S, now: datetime | None = None) -> int:
+def reap_dead(engine: Engine, lease_s: float, now: datetime | None = None) -> int:
     """Mark interrupted every running run of a replica that is dead (heartbeat older than the lease)
     or unknown (never registered, or already reaped); drop the dead replicas' rows. Returns the
     number of runs marked. Runs of no replica (before revision 0004) are left to mark_interrupted."""
@@ -75,7 +75,7 @@ def leave(engine: Engine, replica: str) -> None:
         conn.execute(delete(replicas_t).where(replicas_t.c.id == replica))
 
 
-def live_replicas(engine: Engine, lease_s: float = LEASE_S) -> list[str]:
+def live_replicas(engine: Engine, lease_s: float) -> list[str]:
     cutoff = utcnow() - timedelta(seconds=lease_s)
     with engine.connect() as conn:
         return sorted(conn.execute(select(replicas_t.c.id).where(replicas_t.c.heartbeat_at >= cutoff)).scalars())
@@ -84,12 +84,11 @@ def live_replicas(engine: Engine, lease_s: float = LEASE_S) -> list[str]:
 class ReplicaLease:
     """The heartbeat of one replica, on a daemon thread: beat every `heartbeat_s`, reap the dead.
 
-    A failed beat (the database briefly unreachable) is logged and retried on the next tick: the
-    lease is six beats long, so one lost beat never makes a live replica look dead."""
+    A failed beat (the database briefly unreachable) is logged and retried on the next tick."""
 
-    def __init__(self, engine: Engine, replica: str, heartbeat_s: float = HEARTBEAT_S, lease_s: float = LEASE_S):
+    def __init__(self, engine: Engine, replica: str, lease_s: float):
         self.engine, self.replica = engine, check_replica_id(replica)
-        self.heartbeat_s, self.lease_s = heartbeat_s, lease_s
+        self.heartbeat_s, self.lease_s = lease_s / BEATS_PER_LEASE, lease_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"replica-lease-{replica}", daemon=True)
 

@@ -75,7 +75,7 @@ def serve(settings: Settings | None = None) -> None:
     target = default_target()
     store = open_store(target, replica=settings.replica_id)
     interrupted = recover_runs(store, settings.replica_id)
-    lease = ReplicaLease(store.engine, settings.replica_id)
+    lease = ReplicaLease(store.engine, settings.replica_id, settings.replica_lease_s)
     interrupted += lease.start()  # and what replicas that died meanwhile left running
     log.info("home %s, database %s (%d interrupted run(s) recovered)", settings.home, describe(target), interrupted)
     try:

@@ -13,10 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from playground.sharing.schema import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
-
-from .config import add_settings_arguments
-from .errors import PlaygroundError
+from playground.config import add_settings_arguments
+from playground.errors import PlaygroundError
+from playground.sharing import EXPORT_FORMATS, MAX_IMPORT_BYTES, ImportTooLarge, parse_import, render_export
 
 OWNER_SHOWN_CHARS = 8  # enough to tell owners apart in a listing, too little to act as one
 
@@ -26,7 +25,7 @@ def short_owner(owner: str) -> str:
 
 
 def _open():
-    from .store import open_store
+    from playground.store import open_store
 
     return open_store()  # PLAYGROUND_DB_URL, else the SQLite file
 
@@ -81,7 +80,7 @@ def cmd_import(args) -> int:
 def cmd_backup(args) -> int:
     """A consistent copy of the database: SQLite's online backup (a .db file), or a JSON Lines dump of
     every session (PostgreSQL's; `pg_dump` copies the whole server)."""
-    from .store.dump import backup
+    from playground.store.dump import backup
 
     with _open() as store:
         out, rows = backup(store, Path(args.out), args.format)
@@ -91,7 +90,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from .store.dump import restore
+    from playground.store.dump import restore
 
     with _open() as store:
         rows = restore(store, Path(args.source))
@@ -100,7 +99,7 @@ def cmd_restore(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .config import apply_to_environ, settings_from_args
+    from playground.config import apply_to_environ, settings_from_args
 
     settings = settings_from_args(args)  # flags over PLAYGROUND_*; a bad value exits with one line
     apply_to_environ(settings)

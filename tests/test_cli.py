@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import playground.sharing.schema as sharing
 from playground.cli import main, short_owner
+from playground.sharing.schema import SCHEMA
 from playground.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def test_errors_are_one_clear_line(db, tmp_path, capsys):
     assert main(["export", sid, "--owner", "not-the-owner"]) == 1
     assert "No such session" in capsys.readouterr().err
     bad = tmp_path / "v7.json"
-    bad.write_text(json.dumps({"schema": sharing.SCHEMA, "version": 7}))
+    bad.write_text(json.dumps({"schema": SCHEMA, "version": 7}))
     assert main(["import", str(bad), "--owner", OWNER]) == 1
     assert "version 7; this playground reads version 1" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "missing.json"), "--owner", OWNER]) == 1

@@ -231,7 +231,8 @@ def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path, browser)
     assert SECRET not in srv.log_path.read_text()
     for f in tmp_path.glob("playground.db*"):
         assert SECRET.encode() not in f.read_bytes()
-    from playground.sharing.schema import render_export, share_page
+    from playground.sharing import render_export
+    from playground.sharing.page import share_page
     from playground.store import open_store
 
     with open_store(tmp_path / "playground.db") as store:

@@ -19,7 +19,7 @@ from playground.backends.remote import SWITCHES
 from playground.evaluation.charts import CellSummary, session_summary, summary_numbers
 from playground.evaluation.metrics import LaneMetrics
 from playground.prompting.catalog import PRESETS
-from playground.sharing.schema import EXPORT_FORMATS, is_share_token, new_share_token, parse_import, render_export
+from playground.sharing import EXPORT_FORMATS, is_share_token, new_share_token, parse_import, render_export
 
 from ..config import QUANTIZATIONS
 from ..errors import InvalidInput

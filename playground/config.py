@@ -74,6 +74,7 @@ ALLOWED: dict[str, str] = {
               "(a secret: it holds the password)",
     "replica_id": "1–100 characters naming this server process among the replicas on one database",
     "replica_lease_s": "a number of seconds 2–3600",
+    "metrics": "true or false (unset: on when private, off when public: it reveals the server's load)",
     "host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "port": "an integer 1–65535",
     "max_prompt_chars": "an integer ≥ 1",
@@ -146,6 +147,9 @@ class Settings(BaseSettings):
     # running strangers' code stays the operator's explicit choice.
     code_grading: bool | None = Field(None, description="run python graders' tests on code answers "
                                                         "(default: on when private, off when public)")
+    # None: follow `public`. /metrics tells anyone who can reach it how busy the server is and which models run.
+    metrics: bool | None = Field(None, description="serve /metrics in Prometheus text format "
+                                                   "(default: on when private, off when public)")
     # A remote OpenAI-compatible endpoint (playground.backends.remote): runs go there instead of a local model.
     remote_url: str | None = Field(None, description="base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, "
                                                      "transformers serve, a hosted API); set, runs go there")
@@ -263,6 +267,10 @@ class Settings(BaseSettings):
     def login_on(self) -> bool:
         """Sessions belong to logged-in users, and only share pages answer without a login."""
         return bool(self.auth_pairs) or self.hf_oauth_on
+
+    @property
+    def metrics_on(self) -> bool:
+        return (not self.public) if self.metrics is None else self.metrics
 
     @property
     def code_grading_on(self) -> bool:

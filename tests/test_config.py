@@ -50,6 +50,7 @@ FROM_ENV = {
                SecretStr(f"postgresql+psycopg://app:{PASSWORD}@db:5432/pg")),
     "replica_id": ("web-2", "web-2"),
     "replica_lease_s": ("12", 12.0),
+    "metrics": ("true", True),
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("8000", 8000),
     "max_prompt_chars": ("500", 500),

@@ -95,8 +95,9 @@ def replicas(postgres_cluster, models_dir, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     (home / "models").symlink_to(models_dir, target_is_directory=True)
+    # bf16 (quant none): two replicas quantizing to NF4 at once is the slow part of starting them here.
     env = {"PLAYGROUND_DB_URL": url, "PLAYGROUND_SECRET": SECRET, "PLAYGROUND_FETCH_EMBEDDED": "0",
-           "PLAYGROUND_REPLICA_LEASE_S": str(REPLICA_LEASE_S)}
+           "PLAYGROUND_REPLICA_LEASE_S": str(REPLICA_LEASE_S), "PLAYGROUND_QUANT": "none"}
     pair = [ServerProcess(home, env={**env, "PLAYGROUND_REPLICA_ID": name}) for name in ("web-1", "web-2")]
     try:
         for srv in pair:
@@ -114,6 +115,7 @@ def owner_cookie(url: str) -> str:
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(1200)  # two servers start on 2 cores
 def test_two_replicas_share_sessions_and_a_killed_one_leaves_its_run_interrupted(replicas):
     from gradio_client import Client
 

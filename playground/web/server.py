@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from playground.app.service import Playground
 from playground.app.startup import log_startup
 from playground.config import Settings, load_settings
 from playground.web.identity import COOKIE_MAX_AGE_S, COOKIE_NAME, load_secret, new_owner_id, sign, verify
+from playground.web.metrics import Telemetry, gradio_queue
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,34 @@ def build_server(pg: Playground, store, secret: bytes) -> FastAPI:
         return {"ok": True, "model": pg.model_name(), "backend": pg.backend.kind if pg.backend else None,
                 "replica": replica, "database": "postgresql" if store.postgres else "sqlite"}
 
+    telemetry = add_metrics_route(api, pg, store)
     # Before gradio is mounted at "/": routes match in order, and its mount would take every path.
     add_share_routes(api, store, secret)
-    return mount_page(api, pg, store, secret)
+    app = mount_page(api, pg, store, secret)
+    if telemetry is not None:
+        queue = gradio_queue(app)
+        telemetry.watch(queue_depth=lambda: len(queue) if queue is not None else float("nan"),
+                        queue_active=lambda: queue.get_active_worker_count() if queue is not None else float("nan"),
+                        active_rows=lambda: store.running_count(replica))
+    return app
+
+
+def add_metrics_route(api: FastAPI, pg: Playground, store) -> Telemetry | None:
+    """GET /metrics (Prometheus text) when the settings allow it, else a 404 like any unknown path."""
+    telemetry = Telemetry(pg.settings.replica_id) if pg.settings.metrics_on else None
+    if telemetry is not None:
+        store.listener = telemetry
+
+    @api.get("/metrics")
+    def metrics():
+        if telemetry is None:
+            return JSONResponse({"error": "Not found: metrics are off (PLAYGROUND_METRICS)."}, 404)
+        if pg.loaded is not None:  # read now: a model loaded from the page counts too
+            telemetry.model_loaded(pg.model_name() or "unknown", pg.loaded.load_seconds)
+        body, media_type = telemetry.render()
+        return Response(body, media_type=media_type)
+
+    return telemetry
 
 
 def serve(settings: Settings | None = None) -> None:

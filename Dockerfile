@@ -25,7 +25,14 @@ WORKDIR /home/user/app
 # Copied before the source so this slow layer is rebuilt only when the pins or the script change.
 COPY --chown=user requirements.txt ./
 COPY --chown=user scripts/install.sh scripts/install.sh
-RUN bash scripts/install.sh
+# What pip needs from the build host, as paths only (never baked in: ARGs are not in the image's
+# config): PIP_CERT, a CA bundle mounted for the build where a proxy re-signs TLS; PIP_FIND_LINKS, a
+# mounted folder of wheels. Both unset by default. `make container-check` passes them.
+ARG PIP_CERT=""
+ARG PIP_FIND_LINKS=""
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi; \
+    if [ -z "$PIP_FIND_LINKS" ]; then unset PIP_FIND_LINKS; fi; \
+    bash scripts/install.sh
 
 COPY --chown=user . .
 

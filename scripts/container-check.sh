@@ -65,21 +65,35 @@ build_args=(--isolation=chroot --pull=never --layers=false -t "$IMAGE"
 if [ -n "$WHEELS" ]; then
   build_args+=(--volume "$(realpath "$WHEELS"):/run/wheels:ro" --build-arg PIP_FIND_LINKS=/run/wheels)
 fi
-t=$(now)
-buildah bud "${build_args[@]}" . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; exit 1; }
-BUILD_S=$(since "$t")
-IMAGE_BYTES=$(buildah inspect --type image --format '{{.FromImageDigest}}' "$IMAGE" >/dev/null 2>&1 && \
-  buildah images --noheading --format '{{.Size}}' "$IMAGE" | head -1)
-echo "built $IMAGE in ${BUILD_S} s ($IMAGE_BYTES)"
+BUILD_S=0
+if [ "${CONTAINER_REUSE:-0}" = 1 ] && buildah inspect --type image "$IMAGE" >/dev/null 2>&1; then
+  echo "reusing the image $IMAGE (CONTAINER_REUSE=1)"
+else
+  t=$(now)
+  buildah bud "${build_args[@]}" . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; exit 1; }
+  BUILD_S=$(since "$t")
+fi
+IMAGE_SIZE=$(buildah images --noheading --format '{{.Size}}' "$IMAGE" | head -1)
+echo "built $IMAGE in ${BUILD_S} s ($IMAGE_SIZE)"
+# The image's own config (CMD, VOLUME), read from buildah's JSON.
+image_config() {
+  buildah inspect --type image "$IMAGE" | "$PY" -c "import json, sys; c = json.load(sys.stdin)['OCIv1']['config']; $1"
+}
 
 # 3. Run the image's CMD, as the image says (user, workdir, env), on a free loopback port.
 PORT=$("$PY" -c "from bench.common import free_port; print(free_port())")
 CTR=$(buildah from --pull=never "$IMAGE")
 buildah config --env PLAYGROUND_HOST=127.0.0.1 --env PLAYGROUND_PORT="$PORT" "$CTR"
-CMD_JSON=$(buildah inspect --type image --format '{{json .OCIv1.Config.Cmd}}' "$IMAGE")
-mapfile -t CMD < <("$PY" -c "import json, sys; print('\n'.join(json.loads(sys.argv[1])))" "$CMD_JSON")
+mapfile -t CMD < <(image_config "print('\n'.join(c['Cmd']))")
+VOLUME=$(image_config "print(*c['Volumes'])")
+# The volume as docker makes a named one: a host folder seeded with what the image holds at that path
+# (the baked model), owned as in the image.
+mkdir -p "$WORK/volume"
+mnt=$(buildah mount "$CTR")
+cp -a "$mnt$VOLUME/." "$WORK/volume/"
+buildah umount "$CTR" >/dev/null
 t=$(now)
-buildah run --isolation=chroot "$CTR" -- "${CMD[@]}" >"$WORK/server.log" 2>&1 &
+buildah run --isolation=chroot --volume "$WORK/volume:$VOLUME" "$CTR" -- "${CMD[@]}" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 "$PY" - "$PORT" <<'EOF' || { tail -40 "$WORK/server.log" >&2; exit 1; }
 import sys, time
@@ -109,13 +123,10 @@ assert out["standard"]["status"] == out["reasoning"]["status"] == "done", out
 print("a cell ran in the container:", repr(out["standard"]["answer"][:60]))
 EOF
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-VOLUME=$(buildah inspect --type image --format '{{range $k, $v := .OCIv1.Config.Volumes}}{{$k}}{{end}}' "$IMAGE")
-mnt=$(buildah mount "$CTR")
-DB="$mnt$VOLUME/playground.db"
-[ -s "$DB" ] || { echo "no database at $VOLUME/playground.db in the container" >&2; exit 1; }
+DB="$WORK/volume/playground.db"
+[ -s "$DB" ] || { echo "no database at $VOLUME/playground.db (the volume)" >&2; ls -la "$WORK/volume" >&2; exit 1; }
 SESSIONS=$("$PY" -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from sessions').fetchone()[0])" "$DB")
-buildah umount "$CTR" >/dev/null
-echo "the database landed in the volume path $VOLUME ($SESSIONS session)"
+echo "the database landed in the volume $VOLUME ($SESSIONS session, owner uid $(stat -c %u "$DB"))"
 [ "$SESSIONS" -ge 1 ]
 printf '{"base_image_s": %s, "build_s": %s, "image_size": "%s", "start_to_healthy_s": %s, "wheels": "%s"}\n' \
-  "$BASE_S" "$BUILD_S" "$IMAGE_BYTES" "$HEALTHY_S" "${WHEELS:-pypi}"
+  "$BASE_S" "$BUILD_S" "$IMAGE_SIZE" "$HEALTHY_S" "${WHEELS:-pypi}"

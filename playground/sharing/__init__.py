@@ -16,7 +16,15 @@ from typing import NamedTuple
 
 from playground.errors import InvalidInput
 from playground.sharing.markdown import export_markdown, render_markdown
-from playground.sharing.page import PLOTLY_JS, STATIC_DIR, not_found_page, share_csp, share_page, standalone_html
+from playground.sharing.page import (
+    PLOTLY_JS,
+    STATIC_DIR,
+    not_found_page,
+    report_html,
+    share_csp,
+    share_page,
+    standalone_html,
+)
 from playground.sharing.schema import (
     MAX_IMPORT_BYTES,
     ImportTooLarge,
@@ -42,7 +50,8 @@ EXPORT_FORMATS = {"json": ExportFormat("application/json", "json", export_json),
 __all__ = [
     "EXPORT_FORMATS", "MAX_IMPORT_BYTES", "PLOTLY_JS", "STATIC_DIR", "ExportFormat", "ImportTooLarge",
     "export_document", "export_filename", "export_json", "export_markdown", "is_share_token", "new_share_token",
-    "not_found_page", "parse_import", "render_export", "render_markdown", "share_csp", "share_page", "standalone_html",
+    "not_found_page", "parse_import", "render_export", "render_markdown", "report_html", "share_csp", "share_page",
+    "standalone_html",
 ]
 
 

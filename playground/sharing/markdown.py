@@ -25,7 +25,9 @@ from playground.evaluation.verdict import Verdict, lane_grade, session_verdict
 from playground.lanes import LANE_TITLES
 from playground.store import SessionFull
 
-VERDICT_COLUMNS = ("lane", "accuracy", "passed", "tokens", "correct per 1k tokens")
+VERDICT_COLUMNS = ("lane", "accuracy", "95% interval", "passed", "tokens", "tokens per correct",
+                   "seconds per correct", "correct per 1k tokens")
+BUDGET_COLUMNS = ("budget", "accuracy", "95% interval", "passed", "mean tokens")
 
 _MD = MarkdownIt("commonmark", {"html": False})
 # Images are never loaded (a foreign host would learn who reads the page): show the alt text.
@@ -58,14 +60,25 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.0%}"
 
 
+def interval_text(interval: tuple[float, float] | None) -> str:
+    return "–" if interval is None else f"{interval[0]:.0%}–{interval[1]:.0%}"
+
+
+def _number(x: float | None, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
 def verdict_rows(v: Verdict) -> list[tuple[str, ...]]:
     """One row of plain text (not escaped) per lane, in VERDICT_COLUMNS order."""
-    rows = []
-    for lane, t in v.lanes.items():
-        per_1k = t.accuracy_per_1k_tokens
-        rows.append((LANE_TITLES.get(lane, lane), _pct(t.accuracy), f"{t.passed}/{t.graded}", f"{t.tokens:,}",
-                     "–" if per_1k is None else f"{per_1k:.2f}"))
-    return rows
+    return [(LANE_TITLES.get(lane, lane), _pct(t.accuracy), interval_text(t.interval), f"{t.passed}/{t.graded}",
+             f"{t.tokens:,}", _number(t.tokens_per_correct, ",.0f"), _number(t.seconds_per_correct, ",.2f"),
+             _number(t.accuracy_per_1k_tokens, ".2f")) for lane, t in v.lanes.items()]
+
+
+def budget_rows(v: Verdict) -> list[tuple[str, ...]]:
+    """One row of plain text per thinking budget of the sweep, in BUDGET_COLUMNS order."""
+    return [(p.label, _pct(p.accuracy), interval_text(p.interval), f"{p.passed}/{p.graded}", f"{p.mean_tokens:,.0f}")
+            for p in v.budget_curve]
 
 
 # --- the Markdown export -----------------------------------------------------------------------
@@ -120,7 +133,7 @@ def _verdict_table(v: Verdict) -> list[str]:
     lines = ["| " + " | ".join(VERDICT_COLUMNS) + " |", "|" + "---|" * len(VERDICT_COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in verdict_rows(v)]
     if v.budget_curve:
-        lines += ["", "Thinking budget sweep (reasoning lane):", "", "| budget | accuracy | mean tokens |",
-                  "|---|---|---|"]
-        lines += [f"| {p.label} | {_pct(p.accuracy)} | {p.mean_tokens:,.0f} |" for p in v.budget_curve]
+        lines += ["", "Thinking budget sweep (reasoning lane):", "", "| " + " | ".join(BUDGET_COLUMNS) + " |",
+                  "|" + "---|" * len(BUDGET_COLUMNS)]
+        lines += ["| " + " | ".join(r) + " |" for r in budget_rows(v)]
     return lines

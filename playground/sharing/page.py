@@ -29,7 +29,14 @@ from playground.evaluation import charts
 from playground.evaluation.graders import GRADE_ICONS
 from playground.evaluation.verdict import lane_grade, session_verdict
 from playground.lanes import LANE_TITLES
-from playground.sharing.markdown import VERDICT_COLUMNS, metrics_line, render_markdown, verdict_rows
+from playground.sharing.markdown import (
+    BUDGET_COLUMNS,
+    VERDICT_COLUMNS,
+    budget_rows,
+    metrics_line,
+    render_markdown,
+    verdict_rows,
+)
 from playground.store import CellFull, Execution, RunInfo, SessionFull
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: static/ sits beside playground/
@@ -161,23 +168,61 @@ def _render_body(session: SessionFull) -> tuple[str, dict[str, str]]:
     return _verdict_html(session, figs) + summary + "".join(cells_html), figs
 
 
+def _table(columns, rows) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(x)}</td>" for x in row) + "</tr>" for row in rows)
+    return f'<table class="verdict-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def _verdict_html(session: SessionFull, figs: dict[str, str]) -> str:
-    """The "did reasoning pay?" section: headline, numbers per lane, three charts; "" when no cell
-    is graded and no sweep was run."""
+    """The "did reasoning pay?" section: headline (with its conclusion), numbers per lane with their
+    intervals, the budget sweep, three charts; "" when no cell is graded and no sweep was run."""
     v = session_verdict(session)
     if not v.compared and not v.budget_curve:
         return ""
-    head = "".join(f"<th>{h}</th>" for h in VERDICT_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(x)}</td>" for x in row) + "</tr>" for row in verdict_rows(v))
     figs["chart-verdict-scatter"] = pio.to_json(charts.verdict_scatter(v.cells), validate=False)
     figs["chart-verdict-accuracy"] = pio.to_json(charts.accuracy_bars(v.lanes), validate=False)
     figs["chart-verdict-budget"] = pio.to_json(
         charts.budget_curve(v.budget_curve, v.lanes["standard"].accuracy), validate=False)
+    sweep = _table(BUDGET_COLUMNS, budget_rows(v)) if v.budget_curve else ""
     return (f'<section class="summary verdict"><h2>Did reasoning pay?</h2><p>{_esc(v.headline())}</p>'
-            f'<table class="verdict-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f"{_table(VERDICT_COLUMNS, verdict_rows(v))}{sweep}"
             '<div class="charts"><div class="chart" id="chart-verdict-scatter"></div>'
             '<div class="chart" id="chart-verdict-accuracy"></div>'
             '<div class="chart" id="chart-verdict-budget"></div></div></section>')
+
+
+GRADED_COLUMNS = ("cell", "prompt", "expected", "standard", "read", "tokens", "reasoning", "read", "tokens",
+                  "reasoning's effect")
+CHANGE_WORDS = {1: "fixed", -1: "broke", 0: "same", None: "–"}
+PROMPT_SHOWN_CHARS = 120
+
+
+def _graded_rows(session: SessionFull) -> list[tuple[str, ...]]:
+    rows = []
+    for c in session_verdict(session).cells:
+        if not c.grades:
+            continue
+        row = [c.label, c.prompt.strip().splitlines()[0][:PROMPT_SHOWN_CHARS] if c.prompt.strip() else "",
+               (c.expected or "")[:PROMPT_SHOWN_CHARS]]
+        for lane in ("standard", "reasoning"):
+            g = c.grades.get(lane)
+            row += ["–", "", ""] if g is None else [f"{GRADE_ICONS.get(g.status, '')} {g.status}",
+                                                    (g.extracted or "")[:PROMPT_SHOWN_CHARS],
+                                                    f"{c.tokens.get(lane, 0):,}"]
+        rows.append((*row, CHANGE_WORDS[c.correctness_change]))
+    return rows
+
+
+def _report_body(session: SessionFull) -> tuple[str, dict[str, str]]:
+    """The verdict and a table of every graded cell (what each lane's grader read, and whether
+    reasoning fixed or broke the cell): what `python -m playground report` writes."""
+    figs: dict[str, str] = {}
+    verdict = _verdict_html(session, figs) or '<p class="not-run">No graded cells yet.</p>'
+    rows = _graded_rows(session)
+    table = _table(GRADED_COLUMNS, rows) if rows else ""
+    return (f'{verdict}<section class="summary graded"><h2>Graded cells ({len(rows)})</h2>{table}</section>',
+            figs)
 
 
 def _charts_json(figs: dict[str, str]) -> str:
@@ -208,8 +253,8 @@ def share_csp(nonce: str) -> str:
             "img-src 'self' data:; connect-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def _page(session: SessionFull, head: str, scripts: str) -> str:
-    body, figs = _body(session)
+def _page(session: SessionFull, head: str, scripts: str, rendered: tuple[str, dict[str, str]] | None = None) -> str:
+    body, figs = rendered or _body(session)
     meta = f"{len(session.cells)} cell(s) · created {session.created_at:%Y-%m-%d %H:%M} UTC · read-only"
     return string.Template(_static("share.html")).substitute(
         head=head, title=_esc(session.title), meta=_esc(meta), body=body, charts=_charts_json(figs),
@@ -223,14 +268,20 @@ def share_page(session: SessionFull, nonce: str) -> str:
                  f'<script src="/static/share.js" nonce="{nonce}"></script>')
 
 
-def standalone_html(session: SessionFull) -> str:
+def standalone_html(session: SessionFull, rendered: tuple[str, dict[str, str]] | None = None) -> str:
     """The share page as one file that works offline: CSS and scripts inlined, the CSP in a
     <meta> that allows exactly those two scripts by hash."""
     plotly_js, share_js = _plotly_inline(), _static("share.js")
     csp = (f"default-src 'none'; script-src {_sha256(plotly_js)} {_sha256(share_js)}; style-src 'unsafe-inline'; "
            "img-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
     head = f'<meta http-equiv="Content-Security-Policy" content="{csp}"><style>{_static("share.css")}</style>'
-    return _page(session, head, f"<script>{plotly_js}</script><script>{share_js}</script>")
+    return _page(session, head, f"<script>{plotly_js}</script><script>{share_js}</script>", rendered)
+
+
+def report_html(session: SessionFull) -> str:
+    """The session's report as one self-contained file: the HTML export's page, CSP and scripts,
+    with the verdict, its charts and a table of every graded cell instead of the cells."""
+    return standalone_html(session, _report_body(session))
 
 
 def not_found_page() -> str:

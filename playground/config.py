@@ -110,12 +110,10 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="folder for the database and models")
     db: Path | None = Field(None, description="the SQLite database file (default: <home>/playground.db)")
     # A SecretStr: the URL carries the database password.
-    db_url: SecretStr | None = Field(None, description="a PostgreSQL database instead of the SQLite file, as an "
-                                                       "SQLAlchemy URL (postgresql+psycopg://user:pass@host/db); "
-                                                       "replicas share it")
-    replica_id: str | None = Field(None, min_length=1, max_length=100,
-                                   description="this server's name among replicas on one database "
-                                               "(default: <hostname>:<port>)")
+    db_url: SecretStr | None = Field(None, description="a PostgreSQL database instead of the SQLite file (an "
+                                                       "SQLAlchemy URL: postgresql+psycopg://user:pass@host/db)")
+    replica_id: str | None = Field(None, min_length=1, max_length=100, description="this server's name among "
+                                   "replicas on one database (default: <hostname>:<port>)")
     replica_lease_s: float = Field(30.0, ge=2, le=3600,
                                    description="seconds without a heartbeat after which a replica is dead and "
                                                "its running runs are marked interrupted (it beats 6 times a lease)")
@@ -169,10 +167,9 @@ class Settings(BaseSettings):
     @field_validator("db_url", mode="before")
     @classmethod
     def _db_url(cls, v: Any) -> Any:
-        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
-        if raw is None or str(raw).strip() == "":
+        raw = str(v.get_secret_value() if isinstance(v, SecretStr) else v or "").strip()
+        if not raw:
             return None
-        raw = str(raw).strip()
         if not raw.startswith(("postgresql:", "postgresql+", "postgres:", "sqlite:///")):
             raise ValueError("not a database URL")  # never quote it: it holds a password
         return raw

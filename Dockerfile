@@ -12,6 +12,12 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# A C compiler for the one pinned requirement PyPI ships only as source (pycosat, a reasoning-gym
+# dependency). Unpinned (DL3008): the bookworm packages are what the FROM tag already fixes, and a pin
+# to one Debian revision breaks the build at its next security update.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+
 # Hugging Face Spaces run containers as uid 1000; the same user here keeps file ownership right on
 # a Space and on a bind-mounted host folder.
 RUN useradd -m -u 1000 user

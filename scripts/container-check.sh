@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make container-check`: build the Dockerfile for real and run what it built, with no image registry.
 #
-# 1. A local Debian bookworm base (debootstrap --variant=minbase, python3 + venv), committed with
+# 1. A local Debian bookworm base (debootstrap --variant=minbase: python3, venv and its headers, as the
+#    official python image has them, for the one requirement built from source), committed with
 #    buildah under the Dockerfile's FROM name, unless an image of that name is already there.
 # 2. `buildah bud --isolation=chroot` of the Dockerfile. pip inside the build reaches PyPI only with the
 #    host's certificate bundle: it is mounted for the build (--volume) and named by a build argument,
@@ -45,7 +46,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 BASE_S=0
 if ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
   t=$(now)
-  debootstrap --variant=minbase --include=python3,python3-venv bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+  debootstrap --variant=minbase --include=python3,python3-venv,python3-dev bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
     || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
   base_ctr=$(buildah from scratch)
   mnt=$(buildah mount "$base_ctr")

@@ -329,8 +329,9 @@ def test_disk_full_injected_mid_run_keeps_the_last_checkpoint(pg, tmp_path):
         with pytest.raises(StoreFull) as err:
             for _views, _run in stream:
                 runs = store.get_session(OWNER, session.id).cells[0].latest.runs
-                checkpointed = max(r.generated_tokens for r in runs.values())
-                if checkpointed:  # one checkpoint is on disk: now the disk fills up
+                # Each lane checkpoints in a transaction of its own: wait until both have one on disk.
+                checkpointed = min(r.generated_tokens for r in runs.values())
+                if checkpointed:  # a checkpoint of every lane is on disk: now the disk fills up
                     with disk_full(store, "UPDATE runs"):
                         for _ in stream:
                             pass

@@ -77,7 +77,7 @@ def test_upgrade_from_the_first_revision_keeps_rows(tmp_path):
                      "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
     with open_store(path) as store:
         assert "forked_from" in [c[1] for c in rows(path, "PRAGMA table_info(sessions)")]
-        assert current_revision(store.engine) == head_revision() == "0003"
+        assert current_revision(store.engine) == head_revision() == "0004"
         [old] = store.list_sessions("old-owner")
         assert old.title == "Made before forks" and old.forked_from is None
         assert old.created_at.isoformat() == "2024-01-02T03:04:05+00:00"
@@ -541,3 +541,56 @@ def test_expected_grader_and_grade_round_trip(store):
         store.update_cell("me", cell.id, grader={"kind": "fuzzy"})
     with pytest.raises(InvalidInput, match="MAX_EXPECTED_CHARS"):
         store.update_cell("me", cell.id, expected="x" * 100_000)
+
+
+# --- conversation turns (0004) ------------------------------------------------------------------
+def test_upgrade_from_0003_makes_every_old_execution_a_first_turn(tmp_path):
+    path = tmp_path / "v3.db"
+    migrate_file(path, "0003")
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
+                     "('s1', 'me', 'Old', '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+        conn.execute("INSERT INTO cells (id, session_id, position, kind, prompt, system_prompt, note, settings, "
+                     "created_at, updated_at) VALUES ('c1', 's1', 0, 'prompt', '2+2?', NULL, '', '{}', "
+                     "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+        conn.execute("INSERT INTO runs (id, cell_id, execution, lane, status, prompt_tokens, generated_tokens, "
+                     "reasoning_tokens, answer_tokens, started_at, updated_at, record, raw_text, reasoning_text, "
+                     "answer_text, token_ids, token_times, token_kinds, forced) VALUES ('r1', 'c1', 1, 'standard', "
+                     "'done', 5, 0, 0, 0, '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000', '{}', '', "
+                     "'', '', x'', x'', '', '')")
+    with open_store(path) as store:
+        assert [c[1] for c in rows(path, "PRAGMA table_info(runs)")][-3:] == ["turn", "parent", "turn_prompt"]
+        assert schema_drift(store.engine) == []
+        [cell] = store.get_session("me", "s1").cells
+        [old] = cell.turns
+        assert (old.turn, old.parent, old.prompt(cell.prompt)) == (1, None, "2+2?")
+        # An old execution can be continued like a new one.
+        store.start_execution("me", "c1", LANES, RECORD, parent=1, prompt="And 3+3?")
+        [cell] = store.get_session("me", "s1").cells
+        assert [(e.turn, e.prompt(cell.prompt)) for e in cell.turns] == [(1, "2+2?"), (2, "And 3+3?")]
+
+
+def test_turns_versions_and_branches(store):
+    sid = store.create_session("me").id
+    cell = store.add_cell("me", sid, prompt="first")
+    store.start_execution("me", cell.id, LANES, RECORD, prompt="first")  # 1: turn 1
+    store.start_execution("me", cell.id, LANES, RECORD, parent=1, prompt="second")  # 2: turn 2
+    store.start_execution("me", cell.id, LANES, RECORD, parent=1, prompt="second")  # 3: turn 2 re-run (a version)
+    store.start_execution("me", cell.id, LANES, RECORD, parent=3, prompt="third")  # 4: turn 3
+    full = store.get_session("me", sid).cells[0]
+    assert [(e.number, e.turn, e.parent) for e in full.turns] == [(1, 1, None), (3, 2, 1), (4, 3, 3)]
+    assert [e.number for e in full.conversation(2)] == [1, 2]  # the earlier version, still readable
+    # Editing turn 2's prompt starts a branch under turn 1; the old branch's turn 3 stays as a version.
+    store.start_execution("me", cell.id, LANES, RECORD, parent=1, prompt="second, edited")  # 5
+    full = store.get_session("me", sid).cells[0]
+    assert [e.prompt(full.prompt) for e in full.turns] == ["first", "second, edited"]
+    assert [e.prompt(full.prompt) for e in full.conversation(4)] == ["first", "second", "third"]
+    # Turns travel with copies and imports (execution numbers are kept, so parents still point right).
+    for copy in (store.duplicate_session("me", sid), store.import_sessions("me", [store.get_session("me", sid)])[0]):
+        c = store.get_session("me", copy.id).cells[0]
+        assert [(e.number, e.turn, e.parent) for e in c.conversation(4)] == [(1, 1, None), (3, 2, 1), (4, 3, 3)]
+    with pytest.raises(NotFound, match="earlier turn"):
+        store.start_execution("me", cell.id, LANES, RECORD, parent=99, prompt="x")
+    with pytest.raises(InvalidInput, match="parent"):
+        store.start_execution("me", cell.id, LANES, RECORD, parent=0, prompt="x")
+    assert len(store.get_session("me", sid).cells[0].executions) == 5  # nothing saved by the refusals

@@ -113,6 +113,11 @@ class RunRow(Base):
     forced: Mapped[str] = mapped_column(Text)  # "0"/"1"
     # Added by 0003: the answer's grade, cached (a python test costs seconds); see graders.Grade.
     grade: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # Added by 0004: the conversation turn this execution is (1 = the first prompt), the execution
+    # number of the turn it continues (None for turn 1), and what the user asked at this turn.
+    turn: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    parent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    turn_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ShareRow(Base):

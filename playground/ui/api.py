@@ -10,17 +10,11 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from playground.app.service import explain
-
 from .cells import lane_settings
-from .common import GPU_POOL, owner_of, run_key
+from .common import GPU_POOL, guarded, owner_of, run_key
 from .views import LaneShown, answer_md, reasoning_html, status_line
 
 SCRATCH = "scratch"
-
-
-def _fail(exc: Exception):
-    raise gr.Error(explain(exc)) from None
 
 
 def _lanes_json(views) -> dict:
@@ -48,16 +42,13 @@ def register_api(pg, nb, store, secret: bytes) -> None:
             request: gr.Request) -> Iterator[tuple[str, str, str, str, str]]:
         """A one-off paired run that is not saved: (standard status, standard answer, reasoning status,
         reasoning trace as HTML, reasoning answer), streamed."""
-        try:
-            lanes = {"standard": lane_settings("standard", dict(
-                max_new_tokens=s_max_new_tokens, temperature=s_temperature, top_p=s_top_p, top_k=s_top_k,
-                seed=s_seed)), "reasoning": lane_settings("reasoning", dict(
-                    max_new_tokens=r_max_new_tokens, temperature=r_temperature, top_p=r_top_p, top_k=r_top_k,
-                    seed=r_seed, thinking_budget=r_thinking_budget))}
-            key = run_key(request, SCRATCH)
-            run_ = pg.start_run(key, prompt, system, lanes, owner=owner_of(request, secret))
-        except Exception as exc:
-            _fail(exc)
+        lanes = {"standard": lane_settings("standard", dict(
+            max_new_tokens=s_max_new_tokens, temperature=s_temperature, top_p=s_top_p, top_k=s_top_k,
+            seed=s_seed)), "reasoning": lane_settings("reasoning", dict(
+                max_new_tokens=r_max_new_tokens, temperature=r_temperature, top_p=r_top_p, top_k=r_top_k,
+                seed=r_seed, thinking_budget=r_thinking_budget))}
+        key = run_key(request, SCRATCH)
+        run_ = pg.start_run(key, prompt, system, lanes, owner=owner_of(request, secret))
         queued = LaneShown("queued", "", "", None)
         yield (status_line("standard", queued), "", status_line("reasoning", queued), "", "")
         for views in pg.stream_views(key, run_):
@@ -66,67 +57,52 @@ def register_api(pg, nb, store, secret: bytes) -> None:
                    status_line("reasoning", LaneShown(r.status, r.reasoning, r.answer, r.metrics)),
                    reasoning_html(r.reasoning), answer_md(r.answer))
 
-    gr.api(run, api_name="run", concurrency_id=GPU_POOL)
+    gr.api(guarded(run), api_name="run", concurrency_id=GPU_POOL)
 
     def stop(request: gr.Request) -> str:
         """Stop every run of this client (scratch runs and cell runs)."""
         prefix = run_key(request, "")
         return "stopping" if pg.stop_prefix(prefix) else "nothing to stop"
 
-    gr.api(stop, api_name="stop", concurrency_limit=None)
+    gr.api(guarded(stop), api_name="stop", concurrency_limit=None)
 
     def sessions(query: str, request: gr.Request) -> list[dict]:
         """This visitor's sessions, most recent first, filtered by title or prompt text."""
         return [{"id": s.id, "title": s.title, "updated_at": s.updated_at.isoformat()}
                 for s in store.list_sessions(owner_of(request, secret), query or "")]
 
-    gr.api(sessions, api_name="sessions", concurrency_limit=None)
+    gr.api(guarded(sessions), api_name="sessions", concurrency_limit=None)
 
     def new_session(title: str, request: gr.Request) -> dict:
-        try:
-            s = store.create_session(owner_of(request, secret), title or "Untitled")
-        except Exception as exc:
-            _fail(exc)
+        s = store.create_session(owner_of(request, secret), title or "Untitled")
         return {"id": s.id, "title": s.title}
 
-    gr.api(new_session, api_name="new_session", concurrency_limit=None)
+    gr.api(guarded(new_session), api_name="new_session", concurrency_limit=None)
 
     def get_session(session_id: str, request: gr.Request) -> dict:
-        try:
-            return _session_json(store.get_session(owner_of(request, secret), session_id))
-        except Exception as exc:
-            _fail(exc)
+        return _session_json(store.get_session(owner_of(request, secret), session_id))
 
-    gr.api(get_session, api_name="get_session", concurrency_limit=None)
+    gr.api(guarded(get_session), api_name="get_session", concurrency_limit=None)
 
     def add_cell(session_id: str, prompt: str, system: str, request: gr.Request) -> dict:
-        try:
-            c = store.add_cell(owner_of(request, secret), session_id, prompt=prompt or "", system_prompt=system or None)
-        except Exception as exc:
-            _fail(exc)
+        c = store.add_cell(owner_of(request, secret), session_id, prompt=prompt or "", system_prompt=system or None)
         return {"id": c.id, "position": c.position}
 
-    gr.api(add_cell, api_name="add_cell", concurrency_limit=None)
+    gr.api(guarded(add_cell), api_name="add_cell", concurrency_limit=None)
 
     def run_cell(cell_id: str, prompt: str, system: str, standard: dict, reasoning: dict,
                  request: gr.Request) -> Iterator[dict]:
         """Run a saved cell (saving its prompt and settings first); streams {lane: {status, reasoning,
         answer, text, metrics}} and persists everything as it goes."""
         owner = owner_of(request, secret)
-        try:
-            lanes = {"standard": lane_settings("standard", standard or {}),
-                     "reasoning": lane_settings("reasoning", reasoning or {})}
-            stream = nb.run_cell(owner, cell_id, run_key(request, cell_id), prompt, system, lanes)
-            views, _run = next(stream)
-        except Exception as exc:
-            _fail(exc)
-        yield _lanes_json(views)
-        for views, _run in stream:
+        lanes = {"standard": lane_settings("standard", standard or {}),
+                 "reasoning": lane_settings("reasoning", reasoning or {})}
+        for views, _run in nb.run_cell(owner, cell_id, run_key(request, cell_id), prompt, system, lanes):
             yield _lanes_json(views)
 
-    gr.api(run_cell, api_name="run_cell", concurrency_id=GPU_POOL)
+    gr.api(guarded(run_cell), api_name="run_cell", concurrency_id=GPU_POOL)
 
     def stop_cell(cell_id: str, request: gr.Request) -> str:
         return "stopping" if pg.stop(run_key(request, cell_id)) else "nothing to stop"
 
-    gr.api(stop_cell, api_name="stop_cell", concurrency_limit=None)
+    gr.api(guarded(stop_cell), api_name="stop_cell", concurrency_limit=None)

@@ -24,14 +24,13 @@ from playground.app.batch_jobs import (
     plan_jobs,
     run_jobs,
 )
-from playground.app.service import explain
 from playground.evaluation.charts import accuracy_bars, budget_curve, verdict_scatter
 from playground.evaluation.datasets import DATASET_FORMATS, mapping_from_text
 from playground.evaluation.verdict import session_verdict
 from playground.sharing.markdown import VERDICT_COLUMNS, verdict_rows
 
 from ..errors import InvalidInput
-from .common import GPU_POOL, owner_of
+from .common import GPU_POOL, guarded, listen, owner_of
 
 MAX_ERRORS_SHOWN = 20  # bad rows listed on the page; the rest are counted
 BUDGETS_TEXT = ", ".join("unlimited" if b is None else str(b) for b in DEFAULT_BUDGETS)
@@ -121,16 +120,13 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
     def do_import(data, fmt, mapping_text, session_id, t, request: gr.Request):
         if data is None:
             return gr.skip(), gr.skip()
-        try:
-            rows, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars, fmt=fmt or "auto",
-                                            mapping=mapping_from_text(mapping_text))
-            import_rows(store, owner_of(request, secret), session_id, rows)
-        except Exception as exc:
-            raise gr.Error(explain(exc)) from None
+        rows, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars, fmt=fmt or "auto",
+                                        mapping=mapping_from_text(mapping_text))
+        import_rows(store, owner_of(request, secret), session_id, rows)
         return import_report(rows, errors), t + 1
 
-    batch_file.upload(do_import, [batch_file, fmt_box, mapping_box, sid, tick], [batch_md, tick],
-                      concurrency_limit=None, api_name="batch_import", api_visibility="private")
+    listen(batch_file.upload, do_import, [batch_file, fmt_box, mapping_box, sid, tick], [batch_md, tick],
+           api_name="batch_import")
 
     def runner(sweep: bool):
         def go(session_id, size, budgets_text, only_text, request: gr.Request):
@@ -151,16 +147,14 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
                         yield progress_md(p)
                 finally:
                     steps.close()  # a cancelled event or closed tab stops the generate now, not at GC
-            except Exception as exc:
-                raise gr.Error(explain(exc)) from None
             finally:
                 stops.pop(key, None)
         return go
 
     for btn, sweep in ((run_all_btn, False), (sweep_btn, True)):
-        btn.click(runner(sweep), [sid, batch_size, budgets_box, only_box], batch_md, concurrency_id=GPU_POOL,
-                  api_name="batch_sweep" if sweep else "batch_run_all", api_visibility="private").then(
-            lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")
+        listen(btn.click, runner(sweep), [sid, batch_size, budgets_box, only_box], batch_md, concurrency_id=GPU_POOL,
+               api_name="batch_sweep" if sweep else "batch_run_all").then(
+            guarded(lambda t: t + 1), tick, tick, concurrency_limit=None, api_visibility="private")
 
     def stop_batch(session_id, request: gr.Request):
         event = stops.get(_stop_key(request, session_id))
@@ -168,7 +162,7 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
             event.set()
 
     # Explicit names: a handler named after a public endpoint (/stop, /run) would push it to /stop_1.
-    stop_btn.click(stop_batch, sid, None, concurrency_limit=None, api_name="batch_stop", api_visibility="private")
+    listen(stop_btn.click, stop_batch, sid, None, api_name="batch_stop")
 
 
 def _run_code(pg):

@@ -13,13 +13,12 @@ import time
 
 import gradio as gr
 
-from playground.app.service import explain
 from playground.evaluation.charts import LaneSeries
 from playground.evaluation.graders import DEFAULT_TOLERANCE, GRADE_ICONS, GRADER_KINDS, Grade, check_grader
 from playground.lanes import LaneSettings
 
 from ..errors import InvalidInput
-from .common import GPU_POOL, owner_of, run_key
+from .common import GPU_POOL, guarded, listen, owner_of, run_key
 from .views import (
     SETTING_FIELDS,
     LaneShown,
@@ -146,12 +145,11 @@ def render_note(store, secret, cell, index: int, tick) -> None:
         text = gr.Textbox(cell.note, lines=3, label="Markdown", key=f"note-{cell.id}", interactive=True)
         preview = gr.Markdown(cell.note, key=f"note-md-{cell.id}")
 
-        def save(value, request: gr.Request):
-            store.update_cell(owner_of(request, secret), cell.id, note=value)
-            return value
+    def save(value, request: gr.Request):
+        store.update_cell(owner_of(request, secret), cell.id, note=value)
+        return value
 
-        text.input(save, text, preview, trigger_mode="always_last", concurrency_limit=None, api_visibility="private",
-                   show_progress="hidden")
+    listen(text.input, save, text, preview, trigger_mode="always_last", show_progress="hidden")
 
 
 def _cell_controls(store, secret, cell, tick) -> None:
@@ -171,82 +169,98 @@ def _cell_controls(store, secret, cell, tick) -> None:
         store.delete_cell(owner_of(request, secret), cell.id)
         return t + 1
 
-    up.click(move(-1), tick, tick, concurrency_limit=None, api_visibility="private")
-    down.click(move(+1), tick, tick, concurrency_limit=None, api_visibility="private")
+    listen(up.click, move(-1), tick, tick)
+    listen(down.click, move(+1), tick, tick)
     flag = gr.Checkbox(visible=False, key=f"del-flag-{cell.id}")
-    delete.click(remove, [tick, flag], tick, concurrency_limit=None, api_visibility="private",
-                 js="(t, _c) => [t, confirm('Delete this cell and its runs?')]")
+    listen(delete.click, remove, [tick, flag], tick, js="(t, _c) => [t, confirm('Delete this cell and its runs?')]")
 
 
 def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) -> None:
     if cell.kind == "note":
         render_note(store, secret, cell, index, tick)
         return
+    with gr.Group(elem_classes="cell prompt-cell", elem_id=f"cell-{cell.id}"):
+        c = _cell_inputs(pg, store, secret, cell, index, tick)
+        c.update(_cell_lanes(cell))
+    _wire_inputs(store, secret, cell.id, c)
+    _wire_run(nb, pg, store, secret, session_id, cell.id, c, tick)
+
+
+def _cell_inputs(pg, store, secret, cell, index: int, tick) -> dict:
+    """The cell's header, prompt, system prompt, lane settings and grader (keyed: a re-render keeps them)."""
     std_default, rsn_default = pg.recommended()
     saved = cell.settings or {}
     sv = settings_values(saved.get("standard"), std_default)
     rv = settings_values(saved.get("reasoning"), rsn_default)
-    shown, series = execution_view(cell, None)
     versions = [e.number for e in cell.executions]
     k = cell.id
-    with gr.Group(elem_classes="cell prompt-cell", elem_id=f"cell-{k}"):
-        with gr.Row(equal_height=True):
-            gr.Markdown(f"**Cell {index + 1}**")
-            version = gr.Dropdown([(f"run {n}", n) for n in versions], value=versions[-1] if versions else None,
-                                  show_label=False, container=False, key=f"ver-{k}", min_width=100, scale=0,
-                                  elem_classes="cell-version")
-            _cell_controls(store, secret, cell, tick)
-        prompt = gr.Textbox(cell.prompt, lines=3, label="Prompt (Ctrl+Enter runs)", key=f"prompt-{k}",
-                            elem_classes="cell-prompt", interactive=True)
-        system = gr.Textbox(cell.system_prompt or "", lines=1, label="System prompt (optional)", key=f"sys-{k}",
-                            interactive=True)
-        with gr.Accordion("Lane settings", open=False):
-            gr.Markdown("Standard lane (reasoning off)")
-            with gr.Row():
-                s_fields = [gr.Number(sv[f], label=f, key=f"s-{f}-{k}", interactive=True, min_width=90)
-                            for f in SETTING_FIELDS]
-            gr.Markdown("Reasoning lane (reasoning on)")
-            with gr.Row():
-                r_fields = [gr.Number(rv[f], label=f, key=f"r-{f}-{k}", interactive=True, min_width=90)
-                            for f in SETTING_FIELDS]
-                r_budget = gr.Number(rv.get("thinking_budget"), label="thinking budget (empty = unlimited)",
-                                     key=f"r-budget-{k}", interactive=True, min_width=90)
-        grader0 = cell.grader or {}
-        with gr.Accordion("Expected answer and grader", open=bool(cell.expected), elem_classes="grading"):
-            with gr.Row():
-                expected = gr.Textbox(cell.expected or "", lines=1, label="Expected answer (a pattern for regex, "
-                                      "a test for python)", key=f"exp-{k}", interactive=True, scale=3)
-                grader_kind = gr.Dropdown(list(GRADER_KINDS), value=grader0.get("kind", "exact"), label="Grader",
-                                          key=f"grader-{k}", interactive=True, min_width=110, scale=1)
-                tolerance = gr.Number(grader0.get("tolerance", DEFAULT_TOLERANCE), label="tolerance (numeric)",
-                                      key=f"tol-{k}", interactive=True, min_width=90, scale=1)
-            grading_note = gr.Markdown("", elem_classes="grading-note")
+    with gr.Row(equal_height=True):
+        gr.Markdown(f"**Cell {index + 1}**")
+        version = gr.Dropdown([(f"run {n}", n) for n in versions], value=versions[-1] if versions else None,
+                              show_label=False, container=False, key=f"ver-{k}", min_width=100, scale=0,
+                              elem_classes="cell-version")
+        _cell_controls(store, secret, cell, tick)
+    prompt = gr.Textbox(cell.prompt, lines=3, label="Prompt (Ctrl+Enter runs)", key=f"prompt-{k}",
+                        elem_classes="cell-prompt", interactive=True)
+    system = gr.Textbox(cell.system_prompt or "", lines=1, label="System prompt (optional)", key=f"sys-{k}",
+                        interactive=True)
+    with gr.Accordion("Lane settings", open=False):
+        gr.Markdown("Standard lane (reasoning off)")
         with gr.Row():
-            run_btn = gr.Button("Run", variant="primary", size="sm", scale=0, min_width=90, elem_classes="run-btn")
-            stop_btn = gr.Button("Stop", variant="stop", size="sm", scale=0, min_width=90, elem_classes="stop-btn")
-        s_status_v, s_answer_v, r_status_v, r_trace_v, r_answer_v = lane_outputs(shown)
-        s_grade_v, r_grade_v = execution_grades(cell, None)
-        with gr.Row(equal_height=False):
-            with gr.Column(elem_classes="lane lane-standard"):
-                s_status = gr.Markdown(s_status_v, elem_classes="lane-status")
-                s_grade = gr.Markdown(s_grade_v, elem_classes="lane-grade")
-                s_answer = gr.Markdown(s_answer_v, elem_classes="lane-answer")
-            with gr.Column(elem_classes="lane lane-reasoning"):
-                r_status = gr.Markdown(r_status_v, elem_classes="lane-status")
-                r_grade = gr.Markdown(r_grade_v, elem_classes="lane-grade")
-                with gr.Accordion("Reasoning trace", open=not shown["reasoning"].answer,
-                                  elem_classes="reasoning-acc") as r_acc:
-                    r_trace = gr.HTML(r_trace_v, elem_classes="reasoning-trace")
-                r_answer = gr.Markdown(r_answer_v, elem_classes="lane-answer")
-        with gr.Accordion("Charts", open=True):
-            figs = figures(series, k)
-            with gr.Row():
-                p_tokens = gr.Plot(figs[0], elem_classes="plot-tokens")
-                p_itl = gr.Plot(figs[1], elem_classes="plot-itl")
-                p_split = gr.Plot(figs[2], elem_classes="plot-split")
+            s_fields = [gr.Number(sv[f], label=f, key=f"s-{f}-{k}", interactive=True, min_width=90)
+                        for f in SETTING_FIELDS]
+        gr.Markdown("Reasoning lane (reasoning on)")
+        with gr.Row():
+            r_fields = [gr.Number(rv[f], label=f, key=f"r-{f}-{k}", interactive=True, min_width=90)
+                        for f in SETTING_FIELDS]
+            r_budget = gr.Number(rv.get("thinking_budget"), label="thinking budget (empty = unlimited)",
+                                 key=f"r-budget-{k}", interactive=True, min_width=90)
+    grader0 = cell.grader or {}
+    with gr.Accordion("Expected answer and grader", open=bool(cell.expected), elem_classes="grading"):
+        with gr.Row():
+            expected = gr.Textbox(cell.expected or "", lines=1, label="Expected answer (a pattern for regex, "
+                                  "a test for python)", key=f"exp-{k}", interactive=True, scale=3)
+            grader_kind = gr.Dropdown(list(GRADER_KINDS), value=grader0.get("kind", "exact"), label="Grader",
+                                      key=f"grader-{k}", interactive=True, min_width=110, scale=1)
+            tolerance = gr.Number(grader0.get("tolerance", DEFAULT_TOLERANCE), label="tolerance (numeric)",
+                                  key=f"tol-{k}", interactive=True, min_width=90, scale=1)
+        grading_note = gr.Markdown("", elem_classes="grading-note")
+    with gr.Row():
+        run_btn = gr.Button("Run", variant="primary", size="sm", scale=0, min_width=90, elem_classes="run-btn")
+        stop_btn = gr.Button("Stop", variant="stop", size="sm", scale=0, min_width=90, elem_classes="stop-btn")
+    return dict(version=version, prompt=prompt, system=system, s_fields=s_fields, r_fields=r_fields,
+                r_budget=r_budget, expected=expected, grader_kind=grader_kind, tolerance=tolerance,
+                grading_note=grading_note, run=run_btn, stop=stop_btn)
 
-    outputs = [s_status, s_answer, r_status, r_trace, r_answer, r_acc, p_tokens, p_itl, p_split, version]
 
+def _cell_lanes(cell) -> dict:
+    """Both lanes side by side (status, grade, answer; the folded trace) and the cell's three charts."""
+    shown, series = execution_view(cell, None)
+    s_status_v, s_answer_v, r_status_v, r_trace_v, r_answer_v = lane_outputs(shown)
+    s_grade_v, r_grade_v = execution_grades(cell, None)
+    with gr.Row(equal_height=False):
+        with gr.Column(elem_classes="lane lane-standard"):
+            s_status = gr.Markdown(s_status_v, elem_classes="lane-status")
+            s_grade = gr.Markdown(s_grade_v, elem_classes="lane-grade")
+            s_answer = gr.Markdown(s_answer_v, elem_classes="lane-answer")
+        with gr.Column(elem_classes="lane lane-reasoning"):
+            r_status = gr.Markdown(r_status_v, elem_classes="lane-status")
+            r_grade = gr.Markdown(r_grade_v, elem_classes="lane-grade")
+            with gr.Accordion("Reasoning trace", open=not shown["reasoning"].answer,
+                              elem_classes="reasoning-acc") as r_acc:
+                r_trace = gr.HTML(r_trace_v, elem_classes="reasoning-trace")
+            r_answer = gr.Markdown(r_answer_v, elem_classes="lane-answer")
+    with gr.Accordion("Charts", open=True):
+        figs = figures(series, cell.id)
+        with gr.Row():
+            plots = [gr.Plot(figs[0], elem_classes="plot-tokens"), gr.Plot(figs[1], elem_classes="plot-itl"),
+                     gr.Plot(figs[2], elem_classes="plot-split")]
+    return dict(lanes=[s_status, s_answer, r_status, r_trace, r_answer], r_acc=r_acc, plots=plots,
+                grades=[s_grade, r_grade])
+
+
+def _wire_inputs(store, secret, k: str, c: dict) -> None:
+    """Everything typed into the cell is saved as it is typed."""
     def save_text(field):
         def save(value, request: gr.Request):
             store.update_cell(owner_of(request, secret), k, **{field: value})
@@ -260,13 +274,11 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
         store.update_cell(owner_of(request, secret), k, expected=(expected_v or None) if spec else None, grader=spec)
         return "" if spec else "No expected answer: this cell is not graded."
 
-    gr.on([expected.input, grader_kind.input, tolerance.input], save_grading, [expected, grader_kind, tolerance],
-          grading_note, trigger_mode="always_last", concurrency_limit=None, api_visibility="private",
-          show_progress="hidden")
-    prompt.input(save_text("prompt"), prompt, None, trigger_mode="always_last", concurrency_limit=None,
-                 api_visibility="private", show_progress="hidden")
-    system.input(save_text("system_prompt"), system, None, trigger_mode="always_last", concurrency_limit=None,
-                 api_visibility="private", show_progress="hidden")
+    quiet = dict(trigger_mode="always_last", show_progress="hidden")
+    grading = [c["expected"], c["grader_kind"], c["tolerance"]]
+    listen([x.input for x in grading], save_grading, grading, c["grading_note"], **quiet)
+    listen(c["prompt"].input, save_text("prompt"), c["prompt"], None, **quiet)
+    listen(c["system"].input, save_text("system_prompt"), c["system"], None, **quiet)
 
     def save_settings(s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k, r_seed, r_budget_v,
                       request: gr.Request):
@@ -277,8 +289,13 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
             return  # half-typed: the run itself reports what is wrong
         store.update_cell(owner_of(request, secret), k, settings={lane: v.to_dict() for lane, v in lanes.items()})
 
-    gr.on([f.input for f in (*s_fields, *r_fields, r_budget)], save_settings, [*s_fields, *r_fields, r_budget], None,
-          trigger_mode="always_last", concurrency_limit=None, api_visibility="private", show_progress="hidden")
+    fields = [*c["s_fields"], *c["r_fields"], c["r_budget"]]
+    listen([f.input for f in fields], save_settings, fields, None, **quiet)
+
+
+def _wire_run(nb, pg, store, secret, session_id: str, k: str, c: dict, tick) -> None:
+    """Run (streams both lanes, then re-renders from the store), Stop, and earlier versions."""
+    outputs = [*c["lanes"], c["r_acc"], *c["plots"], c["version"]]
 
     # Explicit parameters: gradio injects gr.Request only into a named positional parameter.
     def run(prompt_v, system_v, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k, r_seed,
@@ -287,41 +304,38 @@ def render_cell(nb, pg, store, secret, session_id: str, cell, index: int, tick) 
         if pg.cancelled_while_waiting(run_key(request, k)):
             gr.Info("Stopped before it started: the run was still waiting for its turn, and nothing was saved.")
             return
-        try:
-            lanes = form_lanes((s_max, s_temp, s_top_p, s_top_k, s_seed), (r_max, r_temp, r_top_p, r_top_k, r_seed),
-                               r_budget_v)
-            stream = nb.run_cell(owner, k, run_key(request, k), prompt_v, system_v, lanes)
-            first = next(stream)
-        except Exception as exc:
-            raise gr.Error(explain(exc)) from None
+        lanes = form_lanes((s_max, s_temp, s_top_p, s_top_k, s_seed), (r_max, r_temp, r_top_p, r_top_k, r_seed),
+                           r_budget_v)
+        stream = nb.run_cell(owner, k, run_key(request, k), prompt_v, system_v, lanes)
+        first = next(stream)
         yield from _stream(stream, first, store, owner, session_id, k)
 
-    # After the run, re-render from the store so the session summary and versions include it.
     def mark_waiting(request: gr.Request):
         pg.mark_waiting(run_key(request, k))
 
     # Unqueued, so it lands at the click: a Stop pressed while the run waits in the queue then cancels it.
-    run_btn.click(mark_waiting, None, None, queue=False, api_visibility="private", show_progress="hidden").then(
-        run, [prompt, system, *s_fields, *r_fields, r_budget], outputs, concurrency_id=GPU_POOL,
+    # After the run, re-render from the store so the session summary and versions include it.
+    inputs = [c["prompt"], c["system"], *c["s_fields"], *c["r_fields"], c["r_budget"]]
+    listen(c["run"].click, mark_waiting, None, None, queue=False, show_progress="hidden").then(
+        guarded(run), inputs, outputs, concurrency_id=GPU_POOL,
         # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
-        show_progress="full", show_progress_on=[s_status, r_status], api_visibility="private").then(
-        lambda t: t + 1, tick, tick, concurrency_limit=None, api_visibility="private")
+        show_progress="full", show_progress_on=[c["lanes"][0], c["lanes"][2]], api_visibility="private").then(
+        guarded(lambda t: t + 1), tick, tick, concurrency_limit=None, api_visibility="private")
 
     def stop(request: gr.Request):
         pg.stop(run_key(request, k))
 
-    stop_btn.click(stop, None, None, concurrency_limit=None, api_visibility="private")
+    listen(c["stop"].click, stop, None, None)
 
     def show_version(n, request: gr.Request):
         fresh = _find_cell(store, owner_of(request, secret), session_id, k)
         if fresh is None:
-            return (gr.skip(),) * len(outputs)
+            return (gr.skip(),) * (len(outputs) + 2)
         shown_v, series_v = execution_view(fresh, n)
         return (*lane_outputs(shown_v), gr.Accordion(open=not shown_v["reasoning"].answer), *figures(series_v, k),
                 gr.skip(), *execution_grades(fresh, n))
 
-    version.input(show_version, version, [*outputs, s_grade, r_grade], concurrency_limit=None,
-                  api_visibility="private")
+    listen(c["version"].input, show_version, c["version"], [*outputs, *c["grades"]])
 
 
 def _find_cell(store, owner, session_id, cell_id):

@@ -184,3 +184,20 @@ def test_history_is_checked(smol):
         build_prompt(smol, "generic", "standard", "hi", None, ({"prompt": "x"},))
     with pytest.raises(InvalidInput, match="MAX_HISTORY_TURNS"):
         build_prompt(smol, "generic", "standard", "hi", None, (Turn("a", "b"),) * (MAX_HISTORY_TURNS + 1))
+
+
+@pytest.mark.parametrize("switch", ["template_kwargs", "system_prompt", "soft_switch", "always"])
+def test_remote_history_goes_as_messages_reasoning_only_when_kept(switch):
+    from playground.backends.remote.requests import SOFT_SWITCHES, lane_request
+
+    history = (Turn(PROMPTS[0], "RSN-ANSWER-0", "RSN-TRACE-0"),)
+    for keep in (False, True):
+        messages, kwargs = lane_request("hermes", switch, "reasoning", PROMPTS[1], SYSTEM, history, keep)
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        [assistant] = [m["content"] for m in messages if m["role"] == "assistant"]
+        assert users[-1].endswith(PROMPTS[1] + (f" {SOFT_SWITCHES['reasoning']}" if switch == "soft_switch" else ""))
+        assert PROMPTS[0] in users[0] and "RSN-ANSWER-0" in assistant
+        assert ("RSN-TRACE-0" in assistant) is keep  # a server that splits reasoning gets it back only if kept
+        if switch == "soft_switch":
+            assert all(u.endswith(SOFT_SWITCHES["reasoning"]) for u in users)
+        assert kwargs.get("keep_cots", False) is (keep and switch == "template_kwargs")

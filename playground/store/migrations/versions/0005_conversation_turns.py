@@ -8,15 +8,15 @@ gives it a new execution under the same parent, so the old branch's later turns 
 versions. Every existing execution was a first prompt: ``turn`` defaults to 1 and the other two are
 nullable, so SQLite adds the columns in place with no backfill.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -689,3 +689,14 @@ def test_turns_versions_and_branches(store):
     with pytest.raises(InvalidInput, match="parent"):
         store.start_execution("me", cell.id, LANES, RECORD, parent=0, prompt="x")
     assert len(store.get_session("me", sid).cells[0].executions) == 5  # nothing saved by the refusals
+
+
+def test_get_cell_full_is_one_cell_of_get_session(store):
+    sid = store.create_session("me").id
+    a, b = store.add_cell("me", sid, prompt="a"), store.add_cell("me", sid, prompt="b")
+    store.start_execution("me", b.id, LANES, RECORD, prompt="b")
+    store.start_execution("me", b.id, LANES, RECORD, parent=1, prompt="b2")
+    assert store.get_cell_full("me", b.id) == store.get_session("me", sid).cells[1]
+    assert store.get_cell_full("me", a.id).executions == ()
+    with pytest.raises(NotFound):
+        store.get_cell_full("you", b.id)

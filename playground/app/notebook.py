@@ -51,8 +51,7 @@ class Notebook:
         in every lane, each with its own earlier turns; yields as run_cell does. Everything is checked
         (the cell is the owner's and ran, the prompt, the context) before anything is saved."""
         self.pg.check_run_input(prompt, None, lanes)
-        cell = self.store.get_cell(owner, cell_id)
-        full = next(c for c in self.store.get_session(owner, cell.session_id).cells if c.id == cell_id)
+        full = self.store.get_cell_full(owner, cell_id)
         parent, histories = lane_histories(full, parent)
         if set(lanes) - set(histories):
             raise InvalidInput(f"The {', '.join(sorted(set(lanes) - set(histories)))} lane did not run in the turn "

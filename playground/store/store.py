@@ -43,6 +43,7 @@ from .queries import (
     copy_session,
     insert_sessions,
     list_query,
+    load_cell,
     load_full,
     lock_session_of_run,
     new_execution,
@@ -54,7 +55,7 @@ from .queries import (
     shared_source,
     touch_session,
 )
-from .records import CellInfo, SessionFull, SessionInfo
+from .records import CellFull, CellInfo, SessionFull, SessionInfo
 from .shares import ShareMethods
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,11 @@ class SessionStore(ShareMethods):
     def get_session(self, owner: str, session_id: str) -> SessionFull:
         with self._read() as s:
             return load_full(s, owned_session(s, owner, session_id))
+
+    def get_cell_full(self, owner: str, cell_id: str) -> CellFull:
+        """One cell with every execution (its conversation's turns); NotFound as get_cell."""
+        with self._read() as s:
+            return load_cell(s, owned_cell(s, owner, cell_id))
 
     # --- cells ------------------------------------------------------------------------------
     def add_cell(self, owner: str, session_id: str, kind: str = "prompt", prompt: str = "",

@@ -72,7 +72,7 @@ class RunInfo:
     grade: dict | None = None
     turn: int = 1  # the conversation turn (1 = the cell's first prompt)
     parent: int | None = None  # the execution number of the turn this one continues
-    turn_prompt: str | None = None  # what the user asked at this turn (None: the cell's prompt, runs before 0004)
+    turn_prompt: str | None = None  # what the user asked at this turn (None: the cell's prompt, runs before 0005)
 
     @property
     def kinds(self) -> list[str]:

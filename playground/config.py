@@ -32,9 +32,7 @@ LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 APP_NAME = "reasoning-playground"
 ENV_PREFIX = "PLAYGROUND_"
 DB_FILENAME = "playground.db"  # in the home folder unless PLAYGROUND_DB names another file
-# Most runs on the model at once (max_concurrent_runs): each adds rows to every decode step, and the
-# memory plan's KV room admits fewer where it is smaller (playground.backends.local.admission).
-MAX_CONCURRENT_RUNS = 64
+MAX_CONCURRENT_RUNS = 64  # runs at once; each adds rows to every decode step ("auto": backends.local.admission)
 ConcurrentRuns = Annotated[int, Field(ge=1, le=MAX_CONCURRENT_RUNS)] | Literal["auto"]
 
 
@@ -80,12 +78,10 @@ ALLOWED: dict[str, str] = {
     "replica_lease_s": "a number of seconds 2–3600",
     "metrics": "true or false (unset: on when private, off when public: it reveals the server's load)",
     "host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
-    "port": "an integer 1–65535",
-    "max_prompt_chars": "an integer ≥ 1",
-    "max_new_tokens": "an integer ≥ 1",
+    "port": "an integer 1–65535", "max_prompt_chars": "an integer ≥ 1",
+    "max_new_tokens": "an integer ≥ 1", "max_context_tokens": "an integer ≥ 0 (0: the model's max positions)",
     "cpu_threads": "an integer 0–1024 (0 picks by model size)",
-    "queue_size": "an integer ≥ 1",
-    "runs_per_visitor_per_hour": "an integer ≥ 0 (0 = no limit)",
+    "queue_size": "an integer ≥ 1", "runs_per_visitor_per_hour": "an integer ≥ 0 (0 = no limit)",
     "log_level": "one of " + ", ".join(LOG_LEVELS),
     "public": "true or false (1/0, yes/no)",
     "auth": "user:password pairs separated by commas, e.g. ann:pw1,bob:pw2",
@@ -126,6 +122,7 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=1, le=65535, description="port the server listens on")
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted, in characters")
     max_new_tokens: int = Field(8192, ge=1, description="most new tokens one lane may generate")
+    max_context_tokens: int = Field(0, ge=0, description="most tokens of one lane: prompt + new (0: max positions)")
     cpu_threads: int = Field(0, ge=0, le=1024, description="torch threads on the CPU; 0 picks by model size")
     runs_per_visitor_per_hour: int = Field(0, ge=0, le=1_000_000,
                                            description="most runs one visitor may start in an hour; 0 = no limit")
@@ -139,10 +136,8 @@ class Settings(BaseSettings):
     # None: follow the Space. `hf_oauth: true` in the README front matter makes a Space set OAUTH_CLIENT_ID.
     hf_oauth: bool | None = Field(None, description="require a Hugging Face login (Sign in with HF) "
                                                     "(default: on when OAUTH_CLIENT_ID is set)")
-    # auto: as many paired runs as the loaded model's memory plan has KV room for (the footer says why).
-    max_concurrent_runs: ConcurrentRuns = Field("auto", description="paired runs on the model at the same time, "
-                                                "sharing its decode steps (auto: as many as the memory plan's KV "
-                                                "room holds)")
+    max_concurrent_runs: ConcurrentRuns = Field("auto", description="paired runs on the model at once, sharing its "
+                                                "decode steps (auto: as many as the memory plan's KV room holds)")
     # NoDecode: read "a,b" as a comma list rather than as JSON.
     allowed_models: Annotated[list[str], NoDecode] = Field(
         default_factory=_all_presets, description="preset keys that may be loaded in public mode, comma separated")
@@ -169,11 +164,6 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser() if v is not None else None
-
-    @field_validator("max_concurrent_runs", mode="before")
-    @classmethod
-    def _runs(cls, v: Any) -> Any:
-        return "auto" if isinstance(v, str) and v.strip().lower() == "auto" else v
 
     @field_validator("db_url", mode="before")
     @classmethod

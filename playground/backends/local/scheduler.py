@@ -240,12 +240,11 @@ class StepScheduler:
         """Waiting runs that start now: fewest rows running per owner first, while they fit."""
         chosen: list[Ticket] = []
         with self._cv:
+            for ticket in [t for t in self._pending if t.run.stop_event.is_set()]:  # stopped while it waited:
+                self._pending.remove(ticket)  # it never runs, even while the batch is full
+                self._close_unstarted(ticket, "stopped")
             while self._pending and len(self._active) + len(chosen) < self.max_runs:
                 ticket = self._next(chosen)
-                if ticket.run.stop_event.is_set():  # stopped while it waited: it never runs
-                    self._pending.remove(ticket)
-                    self._close_unstarted(ticket, "stopped")
-                    continue
                 worst = [r.worst_tokens for r in self.batch.rows] + [w for t in chosen for w in t.worst]
                 if self.room is not None and not self.room.fits(worst + ticket.worst):
                     break  # it waits for room; nothing behind it skips ahead

@@ -115,6 +115,16 @@ def load_full(s: Session, info: SessionInfo) -> SessionFull:
     return SessionFull(*(getattr(info, f.name) for f in fields(SessionInfo)), cells=tuple(full_cells))
 
 
+def load_cell(s: Session, cell: CellInfo) -> CellFull:
+    """One cell with all its executions, oldest first, as load_full gives each cell of a session."""
+    executions: dict[int, dict[str, RunInfo]] = {}
+    for row in s.execute(select(*RUN_COLS).where(runs_t.c.cell_id == cell.id)).all():
+        run = run_info(row)
+        executions.setdefault(run.execution, {})[run.lane] = run
+    return CellFull(*(getattr(cell, f.name) for f in fields(CellInfo)), executions=tuple(
+        Execution(n, _in_lane_order(executions[n])) for n in sorted(executions)))
+
+
 def _in_lane_order(runs: dict[str, RunInfo]) -> dict[str, RunInfo]:
     return {lane: runs[lane] for lane in sorted(runs, key=lambda k: LANES.index(k) if k in LANES else len(LANES))}
 

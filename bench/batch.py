@@ -2,7 +2,7 @@
 
 "One by one" is what pressing Run on each cell does: one generate of two rows (standard +
 reasoning) per cell. "Batched" runs --batch-size cells per generate (4 cells = 8 rows). Both go
-through playground.app.batch.run_jobs into a scratch database, greedy, with min_new_tokens = max so
+through playground.app.batch_jobs.run_jobs into a scratch database, greedy, with min_new_tokens = max so
 every row generates exactly --tokens tokens and the two runs do the same work.
 speedup = sequential_s / batched_s.
 """
@@ -28,7 +28,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4, help="cells per generate")
     args = ap.parse_args()
 
-    from playground.app.batch import import_rows, parse_batch_file, plan_jobs, run_jobs
+    from playground.app.batch_files import import_rows, parse_batch_file
+    from playground.app.batch_jobs import plan_jobs, run_jobs
     from playground.app.service import Playground
     from playground.config import Settings
     from playground.store import open_store

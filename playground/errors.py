@@ -63,3 +63,11 @@ def check_encodable(text: str, what: str) -> str:
     except UnicodeEncodeError:
         raise InvalidInput(f"The {what} contains an invalid character (a lone surrogate): remove it.") from None
     return text
+
+
+class CheckerFailed(PlaygroundError):
+    """A grader's checker worker (Math-Verify, Reasoning Gym verifiers) crashed or could not start."""
+
+
+class CheckTimeout(CheckerFailed):
+    """A check ran past its deadline; its worker was killed (a runaway expression, e.g. 9^{9^{9^9}})."""

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from playground.app.batch import (
-    MAX_BATCH_BYTES,
-    MAX_BATCH_ROWS,
-    check_budgets,
-    import_rows,
-    parse_batch_file,
-    plan_jobs,
-    run_jobs,
-)
+from playground.app.batch_files import MAX_BATCH_BYTES, MAX_BATCH_ROWS, import_rows, parse_batch_file
+from playground.app.batch_jobs import check_budgets, plan_jobs, run_jobs
 from playground.app.service import Playground
 from playground.config import Settings
 from playground.errors import InvalidInput
@@ -190,7 +184,8 @@ def test_a_sweep_stores_one_execution_per_budget_and_draws_the_curve(pg, store):
 def test_batch_panel_and_verdict_build_and_escape_model_output(tmp_path):
     import gradio as gr
 
-    from playground.app.batch import BatchProgress, RowError
+    from playground.app.batch_files import RowError
+    from playground.app.batch_jobs import BatchProgress
     from playground.evaluation.graders import Grade
     from playground.ui.batch import import_report, progress_md, render_batch_panel, render_verdict
     from playground.ui.cells import grade_md, grader_spec
@@ -243,11 +238,62 @@ def test_a_notebook_run_grades_its_lanes_and_caches_the_grade(pg, store):
     assert all(lane_grade(c, r).status == "fail" for r in c.latest.runs.values())
 
 
-def test_batches_refuse_a_backend_without_local_rows():
-    from types import SimpleNamespace
+def test_batches_refuse_a_backend_without_local_rows(tmp_path):
+    from playground.app.batch_jobs import batch_engine
 
-    from playground.app.batch import batch_engine
-
-    remote_like = SimpleNamespace(require_backend=lambda: SimpleNamespace(start=lambda *a: None))
+    pg = Playground(Settings(remote_url="http://127.0.0.1:9/v1", remote_model="m", home=tmp_path))
+    pg.use_remote(resolve=False)  # a real remote backend; nothing is sent before a run
     with pytest.raises(InvalidInput, match="Local model"):
-        batch_engine(remote_like)
+        batch_engine(pg)
+
+
+def test_runs_batched_with_a_visitors_run_store_the_schedulers_record(loaded_nf4, store):
+    """A batch job and a visitor's cell waiting for the model together share one generate (the
+    scheduler): the STORED record of each says so, batch_runs and batch_rows as the scheduler
+    counted them, which is known only once the batch forms, after the executions were started."""
+    from playground.app.notebook import Notebook
+    from playground.backends.local.engine import Engine
+    from playground.backends.local.scheduler import RunScheduler
+    from playground.lanes import LaneSettings
+
+    engine = RunScheduler.attach(Engine(loaded_nf4), 4)
+    pg = Playground(Settings())
+    pg.loaded, pg.backend = loaded_nf4, engine
+    sid = store.create_session("me", "together").id
+    batch_cell = store.add_cell("me", sid, prompt="Name a fruit.", settings=SMALL)
+    visitor_cell = store.add_cell("me", sid, prompt="Name a colour.")
+    jobs = _plan(pg, store, sid, cell_ids=[batch_cell.id])
+    small = {"standard": LaneSettings(max_new_tokens=6), "reasoning": LaneSettings(max_new_tokens=6)}
+    errors = []
+
+    def go(work):
+        try:
+            list(work())
+        except Exception as exc:  # reported below: a thread's failure must fail the test
+            errors.append(exc)
+
+    works = [lambda: run_jobs(pg, store, "me", jobs, batch_size=1, resume=False),
+             lambda: Notebook(pg, store).run_cell("me", visitor_cell.id, "k", "Name a colour.", None, small)]
+    with engine.lock:  # the model is busy: both runs queue, and form one batch when it frees up
+        threads = [threading.Thread(target=go, args=(w,)) for w in works]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(engine.scheduler._pending) < 2:
+            assert time.monotonic() < deadline and not errors, errors
+            time.sleep(0.01)
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    cells = {c.id: c for c in store.get_session("me", sid).cells}
+    for cell_id in (batch_cell.id, visitor_cell.id):
+        for lane, run in cells[cell_id].latest.runs.items():
+            assert run.status == "done", (cell_id, lane)
+            assert (run.record["batch_runs"], run.record["batch_rows"]) == (2, 4), run.record
+    for lane, run in cells[visitor_cell.id].latest.runs.items():
+        assert run.record["settings"] == small[lane].to_dict()
+    # The batch job's record is still its own: its lanes' settings and prompts, under their lane names.
+    job_runs = cells[batch_cell.id].latest.runs
+    assert job_runs["reasoning"].record["settings"] == jobs[0].lanes["reasoning"].to_dict()
+    assert job_runs["standard"].record["prompts"]["standard"]["text"] == jobs[0].prompts["standard"].text
+    assert set(job_runs["standard"].record["prompts"]) == {"standard", "reasoning"}

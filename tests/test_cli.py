@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import playground.sharing.schema as sharing
 from playground.cli import main, short_owner
+from playground.sharing.schema import SCHEMA
 from playground.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def test_errors_are_one_clear_line(db, tmp_path, capsys):
     assert main(["export", sid, "--owner", "not-the-owner"]) == 1
     assert "No such session" in capsys.readouterr().err
     bad = tmp_path / "v7.json"
-    bad.write_text(json.dumps({"schema": sharing.SCHEMA, "version": 7}))
+    bad.write_text(json.dumps({"schema": SCHEMA, "version": 7}))
     assert main(["import", str(bad), "--owner", OWNER]) == 1
     assert "version 7; this playground reads version 1" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "missing.json"), "--owner", OWNER]) == 1
@@ -112,3 +112,90 @@ def test_operator_lists_and_exports_without_knowing_the_owner(db, capsys):
     assert "Mine" in capsys.readouterr().out
     assert main(["export", sid, "--owner", "not-the-owner", "--format", "md"]) == 1
     assert main(["export", "no-such-session", "--format", "json"]) == 1
+
+
+# --- grade: by hand, every grader kind (exit 0 pass, 1 fail, 2 bad input) ------------------------
+GYM_ENTRY = json.dumps({"kind": "gym", "task": "syllogism",
+                        "entry": {"question": "Does it follow?", "answer": "Yes", "metadata": {}}})
+
+
+@pytest.mark.parametrize("grader, expected, right, wrong", [
+    (["--grader", "exact"], "Paris", "paris.", "Lyon"),
+    (["--grader", "numeric", "--tolerance", "0.5"], "10", "about 10.4", "10.6"),
+    (["--grader", "regex"], r"(?i)\bhello\b", "Hello there", "hi"),
+    (["--grader", "choice"], "C", "The answer is (C).", "(B)"),
+    (["--grader", "math"], r"\frac{1}{2}", r"so $\boxed{0.5}$", "0.6"),
+    (["--grader", "gym", "--task", "basic_arithmetic"], "30", "<answer>30</answer>", "<answer>31</answer>"),
+    (["--grader", GYM_ENTRY], "Yes", "<answer>Yes</answer>", "<answer>No</answer>"),
+    (["--grader", "python"], "assert f(3) == 9", "```python\ndef f(x):\n    return x * x\n```", "def f(x): return x"),
+])
+def test_grade_every_kind_by_hand(capsys, grader, expected, right, wrong):
+    assert main(["grade", *grader, "--", expected, right]) == 0
+    out = capsys.readouterr().out
+    assert "verdict:   pass" in out and "extracted: " in out and "detail:    " in out
+    assert main(["grade", *grader, "--", expected, wrong]) == 1
+    assert "verdict:   fail" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--grader", "bogus", "--", "1", "1"], "use one of exact, numeric"),
+    (["--grader", "math", "--", "???", "1"], "no value the math grader can read"),
+    (["--grader", "numeric", "--", "no digits", "1"], "has no number"),
+    (["--grader", "regex", "--", "(unclosed", "x"], "not a valid regular expression"),
+    (["--grader", "gym", "--task", "no_such_task", "--", "1", "1"], "no Reasoning Gym task"),
+    (["--grader", "{not json", "--", "1", "1"], "looks like JSON"),
+    (["--grader", "exact", "--", "", "x"], "needs an expected answer"),
+])
+def test_grade_bad_input_exits_2_with_the_fix(capsys, args, words):
+    assert main(["grade", *args]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_grade_reads_a_long_answer_from_stdin():
+    r = subprocess.run([sys.executable, "-m", "playground", "grade", "--grader", "numeric", "--", "42", "-"],
+                       input="many lines\n" * 100 + "so 42", capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and "extracted: 42" in r.stdout
+
+
+# --- report: the verdict, its charts and every graded cell, self-contained ----------------------
+def graded_session(path: Path) -> str:
+    """Three graded cells (one with hostile text) and one ungraded, run with fixed answers."""
+    cells = [("What is 2+2? <script>alert(1)</script>", "4", "numeric", "4", "4"),
+             ("Halve 1.", "\\frac{1}{2}", "math", "0.7", "$\\boxed{0.5}$"),
+             ("Pick one.", "B", "choice", "(B)", "(C)"),
+             ("Say hi.", None, None, "hi", "hello")]
+    with open_store(path) as store:
+        s = store.create_session(OWNER, "Report <b>me</b>")
+        for prompt, expected, grader, std, rsn in cells:
+            cell = store.add_cell(OWNER, s.id, prompt=prompt, expected=expected,
+                                  grader={"kind": grader} if grader else None)
+            ids = store.start_execution(OWNER, cell.id, {"standard": {}, "reasoning": {}}, {"model_id": "m"})
+            for lane, answer in (("standard", std), ("reasoning", rsn)):
+                store.finish_run(ids[lane], status="done", raw_text=answer, reasoning_text="", answer_text=answer,
+                                 token_ids=[1, 2], token_times=[0.1, 0.2], token_kinds=["answer", "answer"],
+                                 forced=[False, False], prompt_tokens=3, metrics={"total_s": 1.0},
+                                 finish_reason="eos", error=None)
+        return s.id
+
+
+def test_report_writes_the_verdict_charts_and_graded_cells(db, tmp_path, capsys):
+    sid = graded_session(db)
+    out = tmp_path / "report.html"
+    assert main(["report", sid, "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "Did reasoning pay?" in page and "Graded cells (3)" in page
+    assert "too few graded cells to tell" in page and "95% interval" in page
+    assert 'http-equiv="Content-Security-Policy"' in page and "plotly.js v" in page  # one file, offline
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)" in page
+    assert "<b>me</b>" not in page
+    # each graded cell's row says what each lane's grader read, and whether reasoning fixed or broke it
+    for needed in ("fixed", "broke", "same", "\\frac{1}{2}"):
+        assert needed in page
+    charts = json.loads(page.split('<script type="application/json" id="share-charts">')[1].split("</script>")[0])
+    bars = charts["chart-verdict-accuracy"]["data"]
+    assert all(b["error_y"]["type"] == "data" for b in bars)
+    # to a folder, by the session's title
+    assert main(["report", sid, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report-b-me-b-report.html").exists()
+    assert main(["report", "nope"]) == 1
+    assert "error:" in capsys.readouterr().err

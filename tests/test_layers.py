@@ -31,6 +31,12 @@ CONFINED = {
     "transformers": ("playground.models", "playground.backends.local"),
     "bitsandbytes": ("playground.models", "playground.backends.local"),
     "accelerate": ("playground.models", "playground.backends.local"),
+    # The graders' checkers: run in the checker worker, imported nowhere else.
+    "math_verify": ("playground.evaluation",),
+    "latex2sympy2_extended": ("playground.evaluation",),
+    "sympy": ("playground.evaluation",),
+    "reasoning_gym": ("playground.evaluation",),
+    "pyarrow": ("playground.evaluation",),
 }
 # Who may import the page.
 UI_IMPORTERS = ("playground.ui", "playground.web.server")

@@ -17,8 +17,9 @@ from playground.errors import (
     QuantizationUnsupported,
 )
 from playground.models.embedded import CHECKPOINT_NAME, COMPLETE_MARKER
-from playground.models.loading import load_model
-from playground.models.memory import parse_hardware
+from playground.models.loading import load_model, run_budget
+from playground.models.memory import RunBudget, parse_hardware
+from playground.models.placement import module_of, torch_device_map
 
 QUANTS = ("nf4", "int8", "none")
 WEIGHT_FILES = {"config.json", "generation_config.json", "model.safetensors", COMPLETE_MARKER}
@@ -234,7 +235,7 @@ def test_too_small_hardware_does_not_fit(models_dir):
     assert plan is not None and not plan.fits
     assert plan.shortfall_bytes >= plan.weight_bytes > 0
     msg = str(exc_info.value)
-    assert "does NOT fit" in msg and "Try nf4, more GPUs, or a smaller model" in msg
+    assert "does NOT fit" in msg and "Change one of: more memory:" in msg and "GiB available (cpu:" in msg
 
 
 def test_unknown_quantization_is_unsupported(models_dir):
@@ -284,3 +285,135 @@ def test_int8_cast_warning_is_logged_once(models_dir, caplog):
     with caplog.at_level(logging.WARNING, logger="bitsandbytes"):
         lm.model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert sum("MatMul8bitLt" in r.getMessage() for r in caplog.records) <= 1
+
+
+# --- placement: the plan's device_map is the one transformers gets --------------------------------------
+
+# Two fake GPUs with a few MB each beyond the CUDA context (and GPU 0's extra reserve): the tiny model's
+# KV reserve decides the split, as a large model's would on real GPUs.
+FAKE_GPUS = "H100:2.53 + H100:1.55"
+LANES_BUDGET = RunBudget((2048, 8192))
+
+
+@pytest.fixture(scope="module")
+def hermes_shaped_folder(models_dir, tmp_path_factory) -> Path:
+    """Hermes 4 14B's architecture (Qwen3: q/k norms, separate head) at sizes a CPU test can afford."""
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    src = models_dir / CHECKPOINT_NAME
+    folder = tmp_path_factory.mktemp("hermes-shaped") / "hermes-4-14b-tiny"
+    cfg = Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=8, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16, vocab_size=len(AutoTokenizer.from_pretrained(src)),
+                      max_position_embeddings=512, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    Qwen3ForCausalLM(cfg).to(torch.bfloat16).save_pretrained(folder)
+    copy_tokenizer(src, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def split_load(hermes_shaped_folder, models_dir):
+    """A load planned for two fake GPUs on this CPU, with what from_pretrained was really handed."""
+    from transformers import AutoModelForCausalLM
+
+    handed: list[dict] = []
+    real = AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        handed.append(kwargs)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+        loaded = load_model(str(hermes_shaped_folder), "nf4", models_dir=models_dir,
+                            hardware=parse_hardware(FAKE_GPUS), budget=LANES_BUDGET)
+    [kwargs] = handed
+    return loaded, kwargs
+
+
+def test_the_plan_for_two_gpus_is_a_balanced_split(split_load):
+    loaded, _ = split_load
+    plan = loaded.plan
+    gpu0, gpu1 = plan.devices
+    assert plan.fits and plan.strategy == "balanced" and plan.budget == LANES_BUDGET
+    assert 0 < gpu0.layers < gpu1.layers and gpu0.layers + gpu1.layers == 8  # GPU 0 has less room
+    assert gpu0.units[0] == "embeddings" and gpu1.units[-2:] == ["norm", "lm_head"]
+
+
+def test_the_loader_hands_from_pretrained_the_plans_own_device_map(split_load):
+    loaded, kwargs = split_load
+    planned = loaded.plan.device_map
+    assert set(planned.values()) == {0, 1}
+    # On this CPU the map keeps every module of the plan, each on the one device there is.
+    assert kwargs["device_map"] == dict.fromkeys(planned, "cpu") == loaded.device_map
+    assert "max_memory" not in kwargs
+    names = [n for n, _ in loaded.model.named_parameters()]
+    assert all(module_of(n, planned) is not None for n in names)
+    assert all(str(p.device) == "cpu" for p in loaded.model.parameters())
+    greedy_tokens(loaded, n=3)
+
+
+def test_on_two_gpus_transformers_would_put_every_tensor_where_the_plan_says(split_load):
+    from accelerate.utils import check_device_map
+    from transformers.integrations.accelerate import expand_device_map
+
+    loaded, _ = split_load
+    plan = loaded.plan
+    on_two = torch_device_map(plan, cuda_count=2)
+    check_device_map(loaded.model, on_two)  # every tensor of the real model is covered
+    # transformers reads each tensor's device from the map with this function while loading (and
+    # accelerate's dispatch_model follows the same map for buffers, such as the rotary frequencies).
+    tensors = [n for n, _ in loaded.model.named_parameters()] + [n for n, _ in loaded.model.named_buffers()]
+    where = expand_device_map(on_two, tensors)
+    for gpu, d in enumerate(plan.devices):
+        for unit in d.units:
+            for module in plan.unit_modules[unit]:
+                tensors = [n for n in where if n.startswith(module + ".")]
+                assert tensors and {where[n] for n in tensors} == {gpu}, (unit, module)
+
+
+def test_the_placement_report_shows_weights_kv_and_headroom_per_planned_gpu(split_load):
+    loaded, _ = split_load
+    rows = loaded.placement.devices
+    assert [r.plan_device for r in rows] == ["H100#0", "H100#1"]
+    for row, d in zip(rows, loaded.plan.devices):
+        assert row.device == "cpu"
+        assert row.modules.startswith(d.layer_range.split(",")[0])  # the same layers as the plan's
+        assert abs(row.bytes - d.assigned_bytes) / d.assigned_bytes < 0.10, (row, d)  # measured vs planned
+        assert (row.planned_bytes, row.kv_bytes, row.headroom_bytes) == (d.assigned_bytes, d.kv_bytes, d.headroom_bytes)
+    record = loaded.placement.to_dict()
+    assert record["strategy"] == "balanced" and "2 rows" in record["budget"]
+    assert [r["kv_bytes"] for r in record["devices"]] == [d.kv_bytes for d in loaded.plan.devices]
+    md = loaded.placement.to_markdown()
+    assert "| H100#0 | cpu | layers 0–" in md and "KV reserve" in md and "headroom" in md
+
+
+def test_a_plan_for_more_gpus_than_there_are_is_refused(split_load):
+    plan = split_load[0].plan
+    with pytest.raises(DoesNotFit) as exc_info:
+        torch_device_map(plan, cuda_count=1)
+    msg = str(exc_info.value)
+    assert "2 GPUs" in msg and "has 1" in msg and "leave the hardware empty" in msg
+    assert torch_device_map(plan, cuda_count=4) == plan.device_map
+
+
+def test_the_run_budget_follows_the_preset_and_the_servers_limits():
+    from playground.config import Settings
+    from playground.models.loading import resolve
+
+    st = Settings(max_new_tokens=8192, max_concurrent_runs=3)
+    hermes = run_budget(resolve("hermes-4-14b"), st)  # the preset recommends 2,048 + 16,384
+    assert hermes.new_tokens == (2048, 8192) and hermes.runs == 3 and hermes.rows == 6
+    assert run_budget(resolve("someone/some-model"), st).new_tokens == (8192, 8192)  # no recommendation
+    assert run_budget(resolve("embedded"), st).new_tokens == (128, 256)
+
+
+def test_the_servers_plan_reserves_for_its_concurrent_runs(home):
+    from playground.app.service import Playground, plan_markdown
+    from playground.config import Settings
+
+    one = Playground(Settings(max_concurrent_runs=1)).plan("hermes-4-405b", "nf4", "2×H200")
+    four = Playground(Settings(max_concurrent_runs=4)).plan("hermes-4-405b", "nf4", "2×H200")
+    assert four.kv_tokens == 4 * one.kv_tokens and four.budget.rows == 8
+    md = plan_markdown(four)
+    assert "8 rows (4 runs × 2 lanes)" in md and "tokens of reasoning" in md and "headroom" in md

@@ -15,15 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from playground.prompting.catalog import REASONING_STYLES
-from playground.prompting.prompts import (
-    GENERIC_THINKING_PROMPT,
-    HERMES_THINKING_PROMPT,
-    QWEN3_BUDGET_NUDGE,
-    LanePrompt,
-    build_pair,
-    build_prompt,
-    ends_inside_think,
-)
+from playground.prompting.families import GENERIC_THINKING_PROMPT, HERMES_THINKING_PROMPT, QWEN3_BUDGET_NUDGE
+from playground.prompting.prompts import LanePrompt, build_pair, build_prompt, ends_inside_think
 from playground.prompting.reasoning import REASONING_TAGS, parse_text
 
 TEMPLATES = Path(__file__).parent / "templates"

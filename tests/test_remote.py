@@ -231,7 +231,8 @@ def test_the_app_runs_cells_on_the_operators_endpoint(served, tmp_path, browser)
     assert SECRET not in srv.log_path.read_text()
     for f in tmp_path.glob("playground.db*"):
         assert SECRET.encode() not in f.read_bytes()
-    from playground.sharing.schema import render_export, share_page
+    from playground.sharing import render_export
+    from playground.sharing.page import share_page
     from playground.store import open_store
 
     with open_store(tmp_path / "playground.db") as store:
@@ -388,6 +389,31 @@ def test_counts_without_usage_are_marked_estimates(faulty):
         m = result_metrics(r)
         assert m.count_source == "estimate" and m.to_dict()["count_source"] == "estimate"
         assert "≈" in format_metrics(m) and "estimated" in format_metrics(m)
+
+
+def test_a_saved_remote_run_stores_what_the_run_learned(faulty, tmp_path):
+    """The record is written at the start and again at the finish: the stored one (and the JSON export)
+    carries what only the run could tell, when each response started and where its counts came from."""
+    from playground.app.notebook import Notebook
+    from playground.sharing import render_export
+    from playground.store import open_store
+
+    pg = Playground(Settings(remote_url=faulty, remote_model="ok", remote_switch="system_prompt", home=tmp_path))
+    pg.use_remote()
+    with open_store(tmp_path / "remote.db") as store:
+        sid = store.create_session("me", "remote").id
+        cell = store.add_cell("me", sid, prompt=PROMPT)
+        list(Notebook(pg, store).run_cell("me", cell.id, "k", PROMPT, None, lanes()))
+        full = store.get_session("me", sid)
+    runs = full.cells[0].latest.runs
+    exported = json.loads(render_export(full, "json")[0])["session"]["cells"][0]["executions"][0]["runs"]
+    for lane, run in runs.items():
+        assert run.status == "done"
+        for record in (run.record, exported[lane]["record"]):
+            assert record["token_count_source"] == {"standard": "estimate", "reasoning": "estimate"}
+            assert set(record["response_started_s"]) == {"standard", "reasoning"}
+            assert all(0 <= t < 5 for t in record["response_started_s"].values())
+            assert record["settings"] == lanes()[lane].to_dict()  # each row keeps its own lane's settings
 
 
 # --- rules without a server ----------------------------------------------------------------------------------

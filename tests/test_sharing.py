@@ -18,9 +18,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-import playground.sharing.schema as sharing
 from playground.errors import InvalidInput
 from playground.evaluation.metrics import lane_metrics
+from playground.sharing.markdown import export_markdown, render_markdown
+from playground.sharing.page import PLOTLY_JS, standalone_html
+from playground.sharing.schema import MAX_IMPORT_BYTES, export_document, parse_import
 from playground.store import open_store
 from playground.web.identity import COOKIE_NAME, new_owner_id, sign
 
@@ -161,7 +163,7 @@ def test_share_create_read_revoke(live, alice):
 def test_static_files_are_served_locally(live):
     r = httpx.get(f"{live.url}/static/plotly.min.js")
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
-    assert r.content == sharing.PLOTLY_JS.read_bytes()
+    assert r.content == PLOTLY_JS.read_bytes()
     assert httpx.get(f"{live.url}/static/share.js").status_code == 200
     assert httpx.get(f"{live.url}/static/share.css").headers["content-type"].startswith("text/css")
 
@@ -264,7 +266,7 @@ class _Tags(HTMLParser):
 
 
 def test_render_markdown_strips_everything_active():
-    out = sharing.render_markdown(HOSTILE + "\n\n[ok](https://example.com) <http://203.0.113.9/>")
+    out = render_markdown(HOSTILE + "\n\n[ok](https://example.com) <http://203.0.113.9/>")
     parser = _Tags()
     parser.feed(out)
     tags = {tag for tag, _ in parser.seen}
@@ -336,7 +338,7 @@ def _bad_imports(doc: dict) -> dict[str, tuple[bytes, int, str]]:
         "not utf-8": (b'{"schema": "\xff\xfe"}', 400, "UTF-8"),
         "too deep": (with_(run + ["record"], _deep(40)), 400, "MAX_JSON_DEPTH"),
         "very deep": (b"[" * 200_000 + b"]" * 200_000, 400, "too deeply"),
-        "too large": (good + b" " * (sharing.MAX_IMPORT_BYTES + 1 - len(good)), 413, "MAX_IMPORT_BYTES"),
+        "too large": (good + b" " * (MAX_IMPORT_BYTES + 1 - len(good)), 413, "MAX_IMPORT_BYTES"),
         "unknown key": (with_(["session", "owner"], "someone"), 400, "session.owner"),
         "arrays disagree": (with_(run + ["token_times"], [0.1]), 400, "token arrays differ"),
         "counts disagree": (with_(run + ["generated_tokens"], 99), 400, "do not match"),
@@ -359,7 +361,7 @@ def test_import_validation_is_clear_and_changes_nothing(live, alice):
             assert r.status_code == status, (name, r.status_code, r.text[:300])
             assert message in r.json()["error"], (name, r.json()["error"][:300])
         with pytest.raises(InvalidInput, match=re.escape(message)):
-            sharing.parse_import(body)
+            parse_import(body)
     empty_form = bob_client.post("/api/import", content=b"--b--\r\n",
                                  headers={"Content-Type": "multipart/form-data; boundary=b"})
     assert empty_form.status_code == 400 and "field 'file'" in empty_form.json()["error"]
@@ -372,7 +374,7 @@ def test_oversized_upload_is_refused_from_its_declared_length(live):
     host, port = urlsplit(live.url).hostname, urlsplit(live.url).port
     with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(f"POST /api/import HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {sharing.MAX_IMPORT_BYTES + 1}\r\nConnection: close\r\n\r\n{{}}".encode())
+                  f"Content-Length: {MAX_IMPORT_BYTES + 1}\r\nConnection: close\r\n\r\n{{}}".encode())
         chunks = []
         while chunk := s.recv(65536):  # the server closes the connection after its answer
             chunks.append(chunk)
@@ -463,12 +465,12 @@ def test_exports_carry_expected_graders_grades_and_the_verdict(tmp_path):
     with open_store(tmp_path / "g.db") as store:
         sid = graded_session(store)
         session = store.get_session("grader", sid)
-        doc = sharing.export_document(session)
+        doc = export_document(session)
         cell = doc["session"]["cells"][0]
         assert (cell["expected"], cell["grader"]) == ("4", {"kind": "numeric", "tolerance": 0})
         v = doc["session"]["verdict"]
         assert v["cells_compared"] == 2 and v["lanes"]["standard"]["passed"] == 2 and v["gain"] == 0
-        back = sharing.parse_import(json.dumps(doc))
+        back = parse_import(json.dumps(doc))
         assert [(c.expected, c.grader) for c in back.cells] == [(c.expected, c.grader) for c in session.cells]
         # A file from before grading existed (no expected, grader, grade or verdict) still imports.
         for c in doc["session"]["cells"]:
@@ -477,20 +479,20 @@ def test_exports_carry_expected_graders_grades_and_the_verdict(tmp_path):
                 for r in e["runs"].values():
                     del r["grade"]
         del doc["session"]["verdict"]
-        old = sharing.parse_import(json.dumps(doc))
+        old = parse_import(json.dumps(doc))
         assert all(c.expected is None and c.grader is None for c in old.cells)
         # A bad grader in a file is refused by the store with the reason.
         doc["session"]["cells"][0]["expected"], doc["session"]["cells"][0]["grader"] = "4", {"kind": "fuzzy"}
         with pytest.raises(InvalidInput, match="grader"):
-            store.import_sessions("grader", [sharing.parse_import(json.dumps(doc))])
-        md = sharing.export_markdown(session)
+            store.import_sessions("grader", [parse_import(json.dumps(doc))])
+        md = export_markdown(session)
         assert "## Did reasoning pay?" in md and "Grade: ✅ pass (read '4')" in md and "| Standard | 100% |" in md
 
 
 def test_the_share_page_shows_the_verdict_and_escapes_what_graders_read(tmp_path):
     with open_store(tmp_path / "g.db") as store:
         session = store.get_session("grader", graded_session(store))
-        page = sharing.standalone_html(session)
+        page = standalone_html(session)
         assert "Did reasoning pay?" in page and 'id="chart-verdict-scatter"' in page
         assert 'class="grade grade-pass"' in page and "Expected (numeric grader)" in page
         assert "<script>window.__pwned" not in page

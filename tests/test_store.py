@@ -325,6 +325,33 @@ def test_a_run_round_trips_every_field_exactly(store):
     assert not store.checkpoint_run("no-such-run", **lane_data(1))
 
 
+def test_the_final_record_is_stored_at_finish_and_by_set_record(store):
+    sid = store.create_session("me").id
+    cid = store.add_cell("me", sid, prompt="p").id
+    runs = store.start_execution("me", cid, LANES, RECORD)
+    learned = {**RECORD, "settings": LANES["reasoning"], "batch_runs": 3, "zero_gpu": True}
+    assert store.finish_run(runs["reasoning"], status="done", **lane_data(2), prompt_tokens=1, metrics={},
+                            finish_reason="stop", error=None, record=learned)
+    assert store.finish_run(runs["standard"], status="done", **lane_data(2), prompt_tokens=1, metrics={},
+                            finish_reason="stop", error=None)  # no record: the one written at the start stays
+    stored = store.get_session("me", sid).cells[0].latest.runs
+    assert stored["reasoning"].record == learned
+    assert stored["standard"].record == {**RECORD, "settings": LANES["standard"]}
+    assert not store.finish_run(runs["reasoning"], status="done", **lane_data(2), prompt_tokens=1, metrics={},
+                                finish_reason="stop", error=None, record={"late": True})
+    assert store.get_session("me", sid).cells[0].latest.runs["reasoning"].record == learned
+    # What a run learns after a lane ended (another lane's timings) reaches that lane's row too.
+    assert store.set_record(runs["standard"], {**learned, "settings": LANES["standard"]})
+    assert store.get_session("me", sid).cells[0].latest.runs["standard"].record["batch_runs"] == 3
+    assert not store.set_record("no-such-run", learned)
+    for bad in (["not", "a", "dict"], None):
+        with pytest.raises(InvalidInput, match="record must be a dict"):
+            store.set_record(runs["standard"], bad)
+    with pytest.raises(InvalidInput, match="record must be a dict"):
+        store.finish_run(runs["standard"], status="done", **lane_data(2), prompt_tokens=1, metrics={},
+                         finish_reason="stop", error=None, record=["not", "a", "dict"])
+
+
 def test_mark_interrupted_keeps_checkpointed_tokens(store, tmp_path):
     sid = store.create_session("me").id
     cid = store.add_cell("me", sid, prompt="p").id

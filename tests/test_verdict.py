@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from playground.evaluation import charts
 from playground.evaluation.graders import grade_key
+from playground.evaluation.stats import MIN_CELLS_TO_TELL, wilson_interval
 from playground.evaluation.verdict import lane_grade, session_verdict
 from playground.store import CellFull, Execution, RunInfo, SessionFull
 
@@ -129,3 +131,58 @@ def test_runs_that_did_not_finish_are_not_graded_and_leave_the_comparison():
     v = session_verdict(session(cell(0, "4", NUM, [stopped]), cell(1, "4", NUM, [pair(1, "4", "5")])))
     assert v.cells[0].grades["reasoning"].status == "ungraded" and "stopped" in v.cells[0].grades["reasoning"].detail
     assert len(v.compared) == 1 and v.lanes["reasoning"].graded == 1
+
+
+def many(outcomes):
+    """A session whose cells are (standard right?, reasoning right?) pairs, expected answer "1"."""
+    return session(*[cell(i, "1", NUM, [pair(1, "1" if s else "0", "1" if r else "0")])
+                     for i, (s, r) in enumerate(outcomes)])
+
+
+def test_too_few_graded_cells_to_tell_however_big_the_gain():
+    v = session_verdict(many([(False, True)] * (MIN_CELLS_TO_TELL - 1)))
+    assert v.gain == 1.0 and v.fixed == MIN_CELLS_TO_TELL - 1
+    assert v.conclusion.startswith("too few graded cells to tell") and "too few graded cells" in v.headline()
+    assert v.to_dict()["min_cells_to_tell"] == MIN_CELLS_TO_TELL
+
+
+def test_a_gain_is_called_only_when_mcnemar_says_so():
+    # 20 cells: 14 right in both, 6 fixed, none broken -> p = 2/64 < 0.05
+    helped = session_verdict(many([(True, True)] * 14 + [(False, True)] * 6))
+    assert helped.p_value == 2 / 64 and helped.conclusion.startswith("reasoning helped")
+    # the same gain of 2 cells made of 4 fixed and 2 broken is noise (p = 0.6875)
+    noise = session_verdict(many([(True, True)] * 14 + [(False, True)] * 4 + [(True, False)] * 2))
+    assert noise.p_value == 2 * 22 / 64 and noise.conclusion.startswith("no clear difference")
+    d = noise.to_dict()
+    assert d["p_value"] == noise.p_value and d["conclusion"] == noise.conclusion and d["confidence"] == 0.95
+
+
+def test_intervals_and_costs_per_correct_answer_per_lane():
+    # standard 1/2 right (10 tokens, 1 s each), reasoning 2/2 (50 tokens, 3 s each)
+    v = session_verdict(session(cell(0, "4", NUM, [pair(1, "4", "4")]), cell(1, "5", NUM, [pair(1, "0", "5")])))
+    std, rsn = v.lanes["standard"], v.lanes["reasoning"]
+    assert std.tokens_per_correct == 20 and std.seconds_per_correct == 2.0
+    assert rsn.tokens_per_correct == 50 and rsn.seconds_per_correct == 3.0
+    assert std.interval == wilson_interval(1, 2) and rsn.interval == wilson_interval(2, 2)
+    lanes = v.to_dict()["lanes"]
+    assert lanes["standard"]["interval"] == list(wilson_interval(1, 2))
+    assert lanes["reasoning"]["tokens_per_correct"] == 50
+    none_right = session_verdict(many([(False, False)]))
+    assert none_right.lanes["standard"].tokens_per_correct is None
+
+
+def test_budget_points_carry_intervals_and_the_charts_draw_them_as_error_bars():
+    sweeps = [Execution(n, {"reasoning": run("reasoning", ans, 10, 1.0, number=n, sweep=(b,))})
+              for n, (b, ans) in enumerate([(0, "3"), (64, "4")], start=2)]
+    s = session(cell(0, "4", NUM, [pair(1, "4", "4"), *sweeps]), cell(1, "5", NUM, [pair(1, "0", "5")]))
+    v = session_verdict(s)
+    assert [p.interval for p in v.budget_curve] == [wilson_interval(0, 1), wilson_interval(1, 1)]
+    assert v.to_dict()["budget_curve"][1]["interval"] == list(wilson_interval(1, 1))
+    curve = {t.meta["role"]: t for t in charts.budget_curve(v.budget_curve).data}["accuracy"]
+    lo, hi = wilson_interval(1, 1)
+    assert list(curve.error_y.array) == [wilson_interval(0, 1)[1], hi - 1.0]
+    assert list(curve.error_y.arrayminus) == [0.0, 1.0 - lo]
+    bars = charts.accuracy_bars(v.lanes)
+    std = next(b for b in bars.data if b.meta["lane"] == "standard")
+    lo, hi = wilson_interval(1, 2)
+    assert std.error_y.array[0] == pytest.approx(hi - 0.5) and std.error_y.arrayminus[0] == pytest.approx(0.5 - lo)

@@ -79,6 +79,33 @@ def test_the_mirrored_result_is_what_the_worker_built(zero_engine):
     assert run.record["zero_gpu"] is True
 
 
+def test_runs_saved_on_zero_gpu_store_the_flag(zero_engine, loaded_nf4, tmp_path):
+    """ZeroGPU is known once the worker has started the run: the STORED record of a notebook cell and
+    of a batch job (rows keyed per job in one worker call) both say zero_gpu."""
+    from playground.app.batch_jobs import plan_jobs, run_jobs
+    from playground.app.notebook import Notebook
+    from playground.app.service import Playground
+    from playground.store import open_store
+
+    pg = Playground()
+    pg.loaded, pg.backend = loaded_nf4, zero_engine
+    with open_store(tmp_path / "zero.db") as store:
+        sid = store.create_session("me", "zero").id
+        cell = store.add_cell("me", sid, prompt="Name a colour.")
+        batch_cell = store.add_cell("me", sid, prompt="Name a fruit.",
+                                    settings={lane: {"max_new_tokens": 6} for lane in LANES})
+        list(Notebook(pg, store).run_cell("me", cell.id, "k", "Name a colour.", None, LANES))
+        jobs = plan_jobs(store.get_session("me", sid), zero_engine, pg.recommended(), pg.settings.max_new_tokens,
+                         cell_ids=[batch_cell.id])
+        list(run_jobs(pg, store, "me", jobs, batch_size=1, resume=False))
+        cells = store.get_session("me", sid).cells
+    for c in cells:
+        for lane, run in c.latest.runs.items():
+            assert run.status == "done", (c.prompt, lane)
+            assert run.record["zero_gpu"] is True and run.record["model_id"] == loaded_nf4.model_id
+    assert cells[1].latest.runs["reasoning"].record["batch_rows"] == 2
+
+
 def test_stop_reaches_the_worker(zero_engine):
     long = LaneSettings(max_new_tokens=400)
     run = zero_engine.start("Write a long story about a lighthouse.", None, {"standard": long, "reasoning": long})

@@ -19,8 +19,15 @@ from playground.config import Settings, normalize_base_url
 from playground.errors import InvalidInput, NoModelLoaded, PlaygroundError, check_encodable
 from playground.evaluation.metrics import RunningMetrics
 from playground.lanes import LaneSettings, validate_settings
-from playground.models.loading import LoadedModel, load_model, plan_config, plan_for, resolve
-from playground.models.memory import GB, MemoryPlan, parse_hardware
+from playground.models.loading import LoadedModel, load_model, plan_config, plan_for, resolve, run_budget
+from playground.models.memory import (
+    GB,
+    GPU0_EXTRA_BYTES,
+    MemoryPlan,
+    parse_hardware,
+    rows_that_fit,
+    tokens_per_row_that_fit,
+)
 from playground.prompting.catalog import PRESETS
 
 log = logging.getLogger(__name__)
@@ -89,7 +96,8 @@ class Playground:
                 old.lock.acquire()
             try:
                 loaded = load_model(ref, quant, self.settings.models_dir, hardware=hw,
-                                    progress=progress or (lambda f, m: None), cpu_threads=self.settings.cpu_threads)
+                                    progress=progress or (lambda f, m: None), cpu_threads=self.settings.cpu_threads,
+                                    settings=self.settings)
                 self.loaded, self.backend = loaded, local_backend(loaded, self.settings)
             finally:
                 if old is not None:
@@ -99,7 +107,8 @@ class Playground:
     def plan(self, ref: str, quant: str, hardware: str = "") -> MemoryPlan:
         hw = self._hardware(hardware)
         source = resolve(ref)
-        plan, _quant, _reason = plan_for(plan_config(source, self.settings.models_dir), source.label, quant, hw)
+        plan, _quant, _reason = plan_for(plan_config(source, self.settings.models_dir), source.label, quant, hw,
+                                         run_budget(source, self.settings))
         return plan
 
     @staticmethod
@@ -337,16 +346,39 @@ def log_stream_stats(run: RunLike, spent: list[float]) -> None:
 
 
 def plan_markdown(plan: MemoryPlan) -> str:
+    """The plan as the Model panel and /plan show it: per device, weights, KV reserve, workspace and
+    headroom; the tokens of reasoning that fit; and what to change when it does not fit."""
     rows = "\n".join(
         f"| {d.name} | {d.capacity_bytes / GB:,.1f} GB | {d.usable_bytes / GB:,.1f} GB | "
-        f"{d.assigned_bytes / GB:,.2f} GB | {d.kv_bytes / GB:,.2f} GB | {d.layer_range} |"
+        f"{d.assigned_bytes / GB:,.2f} GB | {d.kv_bytes / GB:,.2f} GB | {d.workspace_bytes / GB:,.2f} GB | "
+        f"{d.headroom_bytes / GB:,.2f} GB | {d.layer_range} |"
         for d in plan.devices)
     by_quant = " · ".join(f"{q}: {b / GB:,.2f} GB" for q, b in plan.weight_bytes_by_quant.items())
     verdict = "✅ fits" if plan.fits else f"❌ does not fit: short by {plan.shortfall_bytes / GB:,.1f} GB"
+    budget = plan.budget
+    kv = (f"KV cache: {plan.kv_bytes_per_token / 1024:,.0f} KiB per token, reserved for {budget.describe()}: "
+          f"{plan.kv_tokens:,} tokens ({plan.kv_bytes_per_token * plan.kv_tokens / GB:,.1f} GB).")
+    if len(plan.devices) > 1:
+        kv += (" Layers are spread over the GPUs so each keeps headroom in proportion to the KV it holds "
+               f"(balanced); GPU 0 keeps {GPU0_EXTRA_BYTES / GB:,.1f} GB more for the logits and outputs."
+               if plan.strategy == "balanced" else
+               " Devices are filled in order (sequential): a balanced split over the GPUs does not fit.")
+    if plan.fits:
+        per_row = tokens_per_row_that_fit(plan, budget.rows)
+        limit = ""
+        if plan.context_tokens and per_row > plan.context_tokens:
+            per_row, limit = plan.context_tokens, " (the model's context length is the limit, not memory)"
+        fit_rows = rows_that_fit(plan, budget.tokens_per_row)
+        room = (f"Room: each of the {budget.rows} rows can hold {per_row:,} tokens{limit}, so up to "
+                f"**{max(0, per_row - budget.prompt_tokens):,} tokens of reasoning** after a "
+                f"{budget.prompt_tokens:,}-token prompt. At this budget {fit_rows} rows fit "
+                f"({fit_rows // len(budget.new_tokens)} runs at once).")
+    else:
+        room = "To make it fit, change one of:\n" + "\n".join(f"- {a}" for a in plan.advice)
     return (f"**{plan.model}**, {plan.quant}, on {plan.hardware}: {verdict}\n\n"
-            f"Weights per quantization: {by_quant}. KV cache: {plan.kv_bytes_per_token / 1024:,.0f} KiB per token, "
-            f"{plan.kv_tokens:,} tokens reserved.\n\n"
-            f"| device | memory | usable | weights | KV cache | modules |\n|---|---|---|---|---|---|\n{rows}")
+            f"Weights per quantization: {by_quant}. {kv}\n\n{room}\n\n"
+            "| device | memory | usable | weights | KV reserve | workspace | headroom | modules |\n"
+            f"|---|---|---|---|---|---|---|---|\n{rows}")
 
 
 def explain(exc: Exception) -> str:

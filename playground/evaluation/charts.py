@@ -332,16 +332,37 @@ def verdict_scatter(cells: Sequence[Any], *, uirevision: Any = "verdict_scatter"
     return _style(fig, "Per cell: tokens spent vs correctness gained", uirevision)
 
 
+def _interval(x: Any) -> tuple[float, float]:
+    return x.interval or (0.0, 0.0)
+
+
+def _error_bars(items: Sequence[Any]) -> dict:
+    """Asymmetric error bars from each item's .accuracy and .interval (Wilson intervals are not
+    symmetric around the accuracy); an item with nothing graded gets none."""
+    up, down = [], []
+    for x in items:
+        if x.accuracy is None or x.interval is None:
+            up.append(None)
+            down.append(None)
+        else:
+            up.append(x.interval[1] - x.accuracy)
+            down.append(x.accuracy - x.interval[0])
+    return dict(type="data", symmetric=False, array=up, arrayminus=down, thickness=1.5, width=6)
+
+
 def accuracy_bars(lanes: dict[str, Any], *, uirevision: Any = "accuracy_bars") -> go.Figure:
-    """Accuracy per lane (0–1) with passed/graded on each bar. Trace meta={"lane"}."""
+    """Accuracy per lane (0–1) with passed/graded on each bar and its 95% Wilson interval as the
+    error bar. Trace meta={"lane"}."""
     fig = go.Figure()
     for lane in LANES:
         t = lanes.get(lane)
         if t is None or not t.graded:
             continue
+        lo, hi = _interval(t)
         fig.add_bar(x=[lane], y=[t.accuracy], name=lane, meta={"lane": lane}, marker_color=lane_color(lane),
-                    text=[f"{t.passed}/{t.graded}"], textposition="auto",
-                    hovertemplate=f"{lane}: %{{y:.0%}} ({t.passed}/{t.graded})<extra></extra>")
+                    text=[f"{t.passed}/{t.graded}"], textposition="auto", error_y=_error_bars([t]),
+                    hovertemplate=f"{lane}: %{{y:.0%}} ({t.passed}/{t.graded}), 95% interval "
+                                  f"{lo:.0%}–{hi:.0%}<extra></extra>")
     if not fig.data:
         _empty(fig, "no graded cells yet")
     fig.update_xaxes(title_text="lane", type="category")
@@ -352,13 +373,15 @@ def accuracy_bars(lanes: dict[str, Any], *, uirevision: Any = "accuracy_bars") -
 def budget_curve(points: Sequence[Any], standard_accuracy: float | None = None, *,
                  uirevision: Any = "budget_curve") -> go.Figure:
     """Test-time scaling: reasoning-lane accuracy (left axis) and mean tokens (right axis) against the
-    thinking budget, unlimited last; the standard lane's accuracy as a dotted reference. Traces carry
+    thinking budget, unlimited last, each accuracy with its 95% Wilson interval as an error bar; the
+    standard lane's accuracy as a dotted reference. Traces carry
     meta={"role": "accuracy" | "tokens" | "standard"}."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     labels = [p.label for p in points]
     if points:
         fig.add_scatter(x=labels, y=[p.accuracy for p in points], mode="lines+markers", name="accuracy",
                         meta={"role": "accuracy"}, line=dict(color=REASONING_COLOR, width=2.5),
+                        error_y=_error_bars(points),
                         hovertemplate="budget %{x}: %{y:.0%}<extra></extra>", secondary_y=False)
         fig.add_scatter(x=labels, y=[p.mean_tokens for p in points], mode="lines+markers", name="mean tokens",
                         meta={"role": "tokens"}, line=dict(color=OTHER_COLOR, dash="dot"),

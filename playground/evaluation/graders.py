@@ -2,9 +2,10 @@
 
 `grade(spec, expected, answer_text)` reads the ANSWER part of a lane only, never its reasoning:
 a model that found the right number while thinking and then wrote a wrong answer has failed.
-A grader spec is a kind name ("exact", "numeric", "regex", "choice", "python") or a dict
-{"kind": ..., options}; `check_grader` validates one at the edge (cell save, batch import) and
-returns its canonical dict form, which is what the store keeps.
+A grader spec is a kind name (GRADER_KINDS) or a dict {"kind": ..., options}; `check_grader`
+validates one at the edge (cell save, batch import) and returns its canonical dict form, which is
+what the store keeps. The math grader (Math-Verify) and the gym grader (a Reasoning Gym task's own
+verifier, with the generated entry in its spec) run in a checker worker with a deadline (pool.py).
 
 The python grader runs code, so it lives in sandbox.py; here it only extracts the code and hands
 it to a runner the caller passes in (grading without a runner leaves code answers "ungraded").
@@ -18,17 +19,19 @@ import math
 import re
 import string
 import unicodedata
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from fractions import Fraction
 
 import regex
 
 from playground.errors import InvalidInput
+from playground.evaluation.answers import boxed_values, extract_number, parse_number
+from playground.evaluation.grade_types import GRADE_ICONS, STATUSES, UNGRADED, CodeRunner, Grade  # noqa: F401
+from playground.evaluation.gym import check_gym_spec, grade_gym
+from playground.evaluation.math_grader import check_math_expected, grade_math
 
-GRADER_KINDS = ("exact", "numeric", "regex", "choice", "python")
-STATUSES = ("pass", "fail", "ungraded", "error")
-GRADE_ICONS = {"pass": "✅", "fail": "❌", "ungraded": "➖", "error": "⚠️"}
+# Grade and its vocabulary live in grade_types (the math and gym graders need them too); they are
+# re-exported here, where every caller has always found them.
+
+GRADER_KINDS = ("exact", "numeric", "regex", "choice", "math", "gym", "python")
 # Named limits, each checked once in check_grader / check_expected.
 MAX_EXPECTED_CHARS = 20_000  # a python test can be a page of asserts; an answer is far shorter
 MAX_REGEX_CHARS = 500
@@ -39,43 +42,17 @@ FLOAT_SLACK = 1e-12  # relative, for float rounding only
 MAX_GRADED_CHARS = 100_000  # only the answer's last this-many characters are read (final answers come last)
 CHOICE_LETTERS = "ABCDEFGHIJ"
 
-# A number as people write it: thousands separators (1,234,567), decimals, exponents, a leading
-# sign, or a fraction (3/4). "1,2" is two numbers: a separator group has exactly three digits.
-_NUMBER = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:/\d+)?(?![\d])"
-                     r"|(?<![\w.])[-+−]?\.\d+")
 _PUNCT = str.maketrans("", "", string.punctuation + "“”‘’«»—–…")
 _CODE_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.S | re.I)
 
 
-@dataclass(frozen=True)
-class Grade:
-    """status pass|fail|ungraded|error; extracted is what the grader read from the answer (shown to
-    the user so they can see why); detail says why in words."""
-
-    status: str
-    extracted: str | None = None
-    detail: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Grade | None:
-        if not isinstance(d, dict) or d.get("status") not in STATUSES:
-            return None
-        return cls(d["status"], d.get("extracted"), str(d.get("detail") or ""))
-
-
-UNGRADED = Grade("ungraded", None, "no expected answer")
-
-# What a python grader is handed: (answer code, test code) -> Grade. sandbox.run_code_test fits.
-CodeRunner = Callable[[str, str], Grade]
-
-
 # --- validation at the edge -------------------------------------------------------------------
-def check_grader(spec, expected) -> dict | None:
+def check_grader(spec, expected, *, ask_checker: bool = True) -> dict | None:
     """The canonical {"kind": ..., options} of a grader spec, or None when the cell is ungraded
-    (no grader and no expected answer). Raises InvalidInput naming what is wrong and the fix."""
+    (no grader and no expected answer). Raises InvalidInput naming what is wrong and the fix.
+    ask_checker=False skips asking the checker worker whether the math grader can read the expected
+    answer and the gym task exists (grade() reports either as an error instead: a check per grade
+    would double its cost)."""
     if spec in (None, "", {}) and expected in (None, ""):
         return None
     if expected is None or (isinstance(expected, str) and not expected.strip()):
@@ -90,6 +67,8 @@ def check_grader(spec, expected) -> dict | None:
     kind = spec.get("kind")
     if kind not in GRADER_KINDS:
         raise InvalidInput(f"grader kind={kind!r}: use one of {', '.join(GRADER_KINDS)}.")
+    if kind == "gym":
+        return check_gym_spec(spec, ask_checker=ask_checker)
     allowed = {"kind", "tolerance"} if kind == "numeric" else {"kind"}
     unknown = set(spec) - allowed
     if unknown:
@@ -97,11 +76,20 @@ def check_grader(spec, expected) -> dict | None:
                            f"it takes {', '.join(sorted(allowed))}.")
     out = {"kind": kind}
     if kind == "numeric":
-        tol = spec.get("tolerance", DEFAULT_TOLERANCE)
-        if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 <= tol <= MAX_TOLERANCE \
-                or math.isnan(tol):
-            raise InvalidInput(f"tolerance={tol!r}: use a number 0–{MAX_TOLERANCE:g} (MAX_TOLERANCE).")
-        out["tolerance"] = float(tol)
+        out["tolerance"] = _check_tolerance(spec.get("tolerance", DEFAULT_TOLERANCE))
+    _check_expected_for(kind, expected, ask_checker)
+    return out
+
+
+def _check_tolerance(tol) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or not 0 <= tol <= MAX_TOLERANCE or math.isnan(tol):
+        raise InvalidInput(f"tolerance={tol!r}: use a number 0–{MAX_TOLERANCE:g} (MAX_TOLERANCE).")
+    return float(tol)
+
+
+def _check_expected_for(kind: str, expected: str, ask_checker: bool) -> None:
+    """That the grader of this kind can read the expected answer at all."""
+    if kind == "numeric":
         if parse_number(expected.strip()) is None and extract_number(expected) is None:
             raise InvalidInput(f"expected={expected[:40]!r} has no number in it: the numeric grader compares "
                                "numbers (e.g. 42, 1,250 or 3/4).")
@@ -118,7 +106,8 @@ def check_grader(spec, expected) -> dict | None:
         if _choice_letter(expected) is None:
             raise InvalidInput(f"expected={expected[:40]!r}: the choice grader expects one letter "
                                f"{CHOICE_LETTERS[0]}–{CHOICE_LETTERS[-1]}.")
-    return out
+    elif kind == "math" and ask_checker:
+        check_math_expected(expected)
 
 
 def check_expected(expected) -> str:
@@ -137,48 +126,6 @@ def grade_key(grader: dict | None, expected: str | None) -> str:
 
 
 # --- extraction -------------------------------------------------------------------------------
-def boxed_values(text: str) -> list[str]:
-    """Contents of every \\boxed{...} (or \\fbox{...}), braces matched, so \\boxed{\\frac{1}{2}} is whole."""
-    out = []
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            out.append(text[m.end():i - 1])
-    return out
-
-
-def _frac_to_slash(text: str) -> str:
-    # \frac{3}{4} and \dfrac{3}{4} read as 3/4.
-    return re.sub(r"\\[dt]?frac\s*\{\s*([-\d.,]+)\s*\}\s*\{\s*([-\d.,]+)\s*\}", r"\1/\2", text)
-
-
-def parse_number(token: str) -> float | None:
-    """A number written as 1,234.5, -3, 3/4, 1e3 or \\frac{3}{4}; None when it is not one."""
-    t = _frac_to_slash(token).strip().replace("−", "-").replace(",", "").rstrip(".")
-    t = t.strip("$€£%")
-    try:
-        if "/" in t:
-            num, den = t.split("/", 1)
-            return float(Fraction(num.strip()) / Fraction(den.strip()))
-        return float(t)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def extract_number(text: str) -> str | None:
-    """The final number of an answer: the last \\boxed{} value that holds one, else the last number
-    in the text (final answers come last; "about 3, exactly 4" means 4)."""
-    for box in reversed(boxed_values(text)):
-        found = _NUMBER.findall(_frac_to_slash(box))
-        if found:
-            return found[-1]
-    found = _NUMBER.findall(_frac_to_slash(text))
-    return found[-1] if found else None
-
-
 def normalize(text: str) -> str:
     """Case, punctuation and whitespace folded away: "  The Answer: Paris. " -> "the answer paris"."""
     text = unicodedata.normalize("NFKC", text).casefold().translate(_PUNCT)
@@ -215,7 +162,7 @@ def grade(spec: dict | str | None, expected: str | None, answer_text: str,
     """Grade one lane's answer text. Never raises for what a model wrote: a bad stored spec gives
     status "error" with the reason, a missing expected answer gives "ungraded"."""
     try:
-        spec = check_grader(spec, expected)
+        spec = check_grader(spec, expected, ask_checker=False)
     except InvalidInput as exc:
         return Grade("error", None, str(exc))
     if spec is None:
@@ -257,6 +204,10 @@ def grade(spec: dict | str | None, expected: str | None, answer_text: str,
         if got is None:
             return Grade("fail", None, "no choice letter in the answer")
         return Grade("pass" if got == want else "fail", got, f"chose {got}, expected {want}")
+    if kind == "math":
+        return grade_math(expected, answer)
+    if kind == "gym":
+        return grade_gym(spec, answer)
     # python
     if run_code is None:
         return Grade("ungraded", None, "code grading is off on this server (PLAYGROUND_CODE_GRADING)")

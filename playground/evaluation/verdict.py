@@ -10,7 +10,11 @@ Numbers, over cells where both lanes ran and the cell has an expected answer:
 - extra tokens = mean over cells of (reasoning − standard generated tokens);
 - latency multiple = total reasoning seconds ÷ total standard seconds (a ratio of sums, so a
   handful of tiny standard runs cannot blow it up);
-- accuracy per 1k tokens = passed ÷ (generated tokens / 1000), per lane: what correctness costs.
+- accuracy per 1k tokens = passed ÷ (generated tokens / 1000), per lane: what correctness costs;
+  tokens and seconds per correct answer are the same cost the other way up;
+- each accuracy (per lane, per budget point) carries its 95% Wilson interval, and the gain an exact
+  McNemar p over the cells reasoning fixed and broke (stats.py); below MIN_CELLS_TO_TELL compared
+  cells the verdict says "too few graded cells to tell" rather than a conclusion.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from playground.evaluation import stats
 from playground.evaluation.graders import UNGRADED, Grade, grade, grade_key
 from playground.lanes import LANES
 
@@ -44,20 +49,26 @@ def has_grader(cell) -> bool:
     return cell.kind == "prompt" and bool(cell.expected) and cell.grader is not None
 
 
-def lane_grade(cell, run, run_code: Callable[[str, str], Grade] | None = None) -> Grade:
-    """The grade of one stored lane: the cached one when it was graded against the cell's current
-    expected answer and grader, else graded now from run.answer_text (never the reasoning)."""
+def answer_grade(cell, status: str, answer_text: str, run_code: Callable[[str, str], Grade] | None = None) -> Grade:
+    """A lane's grade from its status and its ANSWER text alone (never the reasoning), graded now."""
     if not has_grader(cell):
         return UNGRADED
-    if run.status != "done":
+    if status != "done":
         # A stopped, interrupted or failed run never had the chance to answer: counting it as wrong
         # would charge reasoning (the slower lane, so the one more often cut short) for the stop.
-        return Grade("ungraded", None, f"the run is {run.status}, not done: run it again to grade it")
-    key = grade_key(cell.grader, cell.expected)
-    cached = run.grade if isinstance(run.grade, dict) else None
-    if cached and cached.get("key") == key and (g := Grade.from_dict(cached)) is not None:
-        return g
-    return grade(cell.grader, cell.expected, run.answer_text, run_code)
+        return Grade("ungraded", None, f"the run is {status}, not done: run it again to grade it")
+    return grade(cell.grader, cell.expected, answer_text, run_code)
+
+
+def lane_grade(cell, run, run_code: Callable[[str, str], Grade] | None = None) -> Grade:
+    """The grade of one stored lane: the cached one when it was graded against the cell's current
+    expected answer and grader, else answer_grade of its status and answer text."""
+    if has_grader(cell) and run.status == "done":
+        cached = run.grade if isinstance(run.grade, dict) else None
+        if cached and cached.get("key") == grade_key(cell.grader, cell.expected) and \
+                (g := Grade.from_dict(cached)) is not None:
+            return g
+    return answer_grade(cell, run.status, run.answer_text, run_code)
 
 
 def grade_record(cell, g: Grade) -> dict:
@@ -71,6 +82,8 @@ class CellVerdict:
     grades: dict[str, Grade]  # by lane
     tokens: dict[str, int]
     seconds: dict[str, float | None]
+    prompt: str = ""  # what a report's table of graded cells shows beside the grades
+    expected: str | None = None
 
     @property
     def extra_tokens(self) -> int | None:
@@ -102,6 +115,23 @@ class LaneTotals:
     def accuracy_per_1k_tokens(self) -> float | None:
         return self.passed / (self.tokens / 1000) if self.graded and self.tokens else None
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return stats.wilson_interval(self.passed, self.graded)
+
+    @property
+    def tokens_per_correct(self) -> float | None:
+        return stats.per_correct(self.tokens, self.passed)
+
+    @property
+    def seconds_per_correct(self) -> float | None:
+        return stats.per_correct(self.seconds, self.passed)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "accuracy": self.accuracy, "interval": _pair(self.interval),
+                "accuracy_per_1k_tokens": self.accuracy_per_1k_tokens,
+                "tokens_per_correct": self.tokens_per_correct, "seconds_per_correct": self.seconds_per_correct}
+
 
 @dataclass(frozen=True)
 class BudgetPoint:
@@ -119,6 +149,19 @@ class BudgetPoint:
     @property
     def label(self) -> str:
         return UNLIMITED if self.budget is None else str(self.budget)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return stats.wilson_interval(self.passed, self.graded)
+
+    def to_dict(self) -> dict:
+        return {"budget": self.budget, "label": self.label, "cells": self.cells, "graded": self.graded,
+                "passed": self.passed, "accuracy": self.accuracy, "interval": _pair(self.interval),
+                "mean_tokens": self.mean_tokens, "mean_reasoning_tokens": self.mean_reasoning_tokens}
+
+
+def _pair(interval: tuple[float, float] | None) -> list[float] | None:
+    return list(interval) if interval is not None else None
 
 
 @dataclass(frozen=True)
@@ -147,18 +190,32 @@ class Verdict:
         s, r = self.lanes["standard"].seconds, self.lanes["reasoning"].seconds
         return r / s if s > 0 and self.compared else None
 
+    @property
+    def fixed(self) -> int:
+        return sum(1 for c in self.compared if c.correctness_change == 1)
+
+    @property
+    def broken(self) -> int:
+        return sum(1 for c in self.compared if c.correctness_change == -1)
+
+    @property
+    def p_value(self) -> float | None:
+        """Exact McNemar over the compared cells; None when none was compared."""
+        return stats.mcnemar_exact(self.fixed, self.broken) if self.compared else None
+
+    @property
+    def conclusion(self) -> str:
+        return stats.conclusion(len(self.compared), self.fixed, self.broken)
+
     def to_dict(self) -> dict:
         """Plain JSON values, for exports and share pages."""
-        lanes = {lane: {**asdict(t), "accuracy": t.accuracy, "accuracy_per_1k_tokens": t.accuracy_per_1k_tokens}
-                 for lane, t in self.lanes.items()}
         return {"cells_compared": len(self.compared), "cells_graded": sum(1 for c in self.cells if c.grades),
-                "lanes": lanes, "gain": self.gain, "mean_extra_tokens": self.mean_extra_tokens,
-                "latency_multiple": self.latency_multiple,
-                "fixed_by_reasoning": sum(1 for c in self.compared if c.correctness_change == 1),
-                "broken_by_reasoning": sum(1 for c in self.compared if c.correctness_change == -1),
-                "budget_curve": [{"budget": p.budget, "label": p.label, "cells": p.cells, "graded": p.graded,
-                                  "passed": p.passed, "accuracy": p.accuracy, "mean_tokens": p.mean_tokens,
-                                  "mean_reasoning_tokens": p.mean_reasoning_tokens} for p in self.budget_curve]}
+                "lanes": {lane: t.to_dict() for lane, t in self.lanes.items()}, "gain": self.gain,
+                "mean_extra_tokens": self.mean_extra_tokens, "latency_multiple": self.latency_multiple,
+                "fixed_by_reasoning": self.fixed, "broken_by_reasoning": self.broken,
+                "p_value": self.p_value, "confidence": stats.CONFIDENCE, "min_cells_to_tell": stats.MIN_CELLS_TO_TELL,
+                "conclusion": self.conclusion if self.compared else None,
+                "budget_curve": [p.to_dict() for p in self.budget_curve]}
 
     def headline(self) -> str:
         """One sentence a person can act on."""
@@ -173,7 +230,7 @@ class Verdict:
             parts.append(f"{self.mean_extra_tokens:+,.0f} tokens per cell")
         if self.latency_multiple is not None:
             parts.append(f"{self.latency_multiple:.2f}× the time")
-        return " · ".join(parts)
+        return " · ".join(parts) + f". Verdict: {self.conclusion}."
 
 
 def _seconds(run) -> float | None:
@@ -192,7 +249,7 @@ def session_verdict(session, run_code: Callable[[str, str], Grade] | None = None
             continue
         grades = {lane: lane_grade(cell, run, run_code) for lane, run in ex.runs.items()} if has_grader(cell) else {}
         cv = CellVerdict(f"Cell {i}", grades, {lane: r.generated_tokens for lane, r in ex.runs.items()},
-                         {lane: _seconds(r) for lane, r in ex.runs.items()})
+                         {lane: _seconds(r) for lane, r in ex.runs.items()}, cell.prompt, cell.expected)
         cells.append(cv)
         if cv.correctness_change is None:
             continue  # accuracy is compared over cells graded in both lanes only

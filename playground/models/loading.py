@@ -22,16 +22,19 @@ from playground.errors import (
     PlaygroundError,
     QuantizationUnsupported,
 )
+from playground.lanes import LANES
 from playground.models.embedded import Progress, ensure_embedded_checkpoint, no_progress
 from playground.models.hardware import Detected, detect_compute_dtype, detect_cpu_threads, detect_device
 from playground.models.memory import (
     QUANT_MODES,
     MemoryPlan,
+    RunBudget,
     choose_auto_quant,
     detected_hardware,
     plan_placement,
     size_model,
 )
+from playground.models.placement import PlacementReport, placement_report, torch_device_map
 from playground.prompting.catalog import EMBEDDED_KEY, ModelSource, resolve_source
 
 log = logging.getLogger(__name__)
@@ -57,36 +60,6 @@ class _OnceFilter(logging.Filter):
 
 logging.getLogger("bitsandbytes.autograd._functions").addFilter(_OnceFilter())
 warnings.filterwarnings("once", message="MatMul8bitLt: inputs will be cast")
-# bitsandbytes scales every max_memory entry by this before placing quantized weights.
-BNB_MAX_MEMORY_FACTOR = 0.90
-
-
-@dataclass(frozen=True)
-class DeviceUsage:
-    device: str
-    modules: str  # e.g. "layers 0–39, embeddings"
-    bytes: int
-
-
-@dataclass(frozen=True)
-class PlacementReport:
-    devices: tuple[DeviceUsage, ...]
-    dtype: str
-    quant: str
-    footprint_bytes: int
-    predicted_bytes: int
-
-    def to_markdown(self) -> str:
-        rows = "\n".join(f"| {d.device} | {d.modules} | {d.bytes / 1e6:,.1f} MB |" for d in self.devices)
-        ratio = self.footprint_bytes / self.predicted_bytes if self.predicted_bytes else float("nan")
-        return (f"| device | modules | memory |\n|---|---|---|\n{rows}\n\n"
-                f"Quantization **{self.quant}**, compute dtype **{self.dtype}**. Measured footprint "
-                f"**{self.footprint_bytes / 1e6:,.1f} MB**; the plan predicted "
-                f"{self.predicted_bytes / 1e6:,.1f} MB (measured/predicted {ratio:.2f}).")
-
-    def to_dict(self) -> dict:
-        return {"devices": [d.__dict__ for d in self.devices], "dtype": self.dtype, "quant": self.quant,
-                "footprint_bytes": self.footprint_bytes, "predicted_bytes": self.predicted_bytes}
 
 
 @dataclass
@@ -102,6 +75,7 @@ class LoadedModel:
     plan: MemoryPlan
     placement: PlacementReport
     load_seconds: float
+    device_map: dict = field(default_factory=dict)  # what from_pretrained was handed: module -> device
     revision: str = ""
     settings_reasons: dict = field(default_factory=dict)
 
@@ -110,16 +84,26 @@ class LoadedModel:
         return self.source.preset.repo_id if self.source.preset else self.source.ref
 
 
-def bnb_config(quant: str, compute_dtype):
-    """The BitsAndBytesConfig for a quantization mode; None for unquantized."""
+def bnb_config(quant: str, compute_dtype, cpu_offload: bool = False):
+    """The BitsAndBytesConfig for a quantization mode; None for unquantized. `cpu_offload`: some modules
+    of a GPU load stay on the CPU, unquantized (bitsandbytes refuses such a map without it)."""
     from transformers import BitsAndBytesConfig
 
     if quant == "nf4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype, llm_int8_enable_fp32_cpu_offload=cpu_offload)
     if quant == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_enable_fp32_cpu_offload=cpu_offload)
     return None
+
+
+def run_budget(source: ModelSource, settings) -> RunBudget:
+    """The KV cache the server's runs need: each lane's recommended max new tokens for a preset (for any
+    other model the most a visitor may ask), capped by max_new_tokens, for max_concurrent_runs at once."""
+    cap = settings.max_new_tokens
+    preset = source.preset
+    lanes = (preset.standard.max_new_tokens, preset.reasoning.max_new_tokens) if preset else (cap,) * len(LANES)
+    return RunBudget(tuple(min(n, cap) for n in lanes), runs=settings.max_concurrent_runs)
 
 
 def bitsandbytes_problem(device: str) -> str | None:
@@ -200,30 +184,32 @@ def _explain_hub_error(exc: Exception, ref: str) -> PlaygroundError:
     return ModelNotFound(f"{ref} could not be loaded: {text.splitlines()[0][:300]}")
 
 
-def plan_for(config, label: str, quant: str, hardware=None, kv_tokens: int | None = None):
-    """(plan, quant, reason) for a config on the given or detected hardware."""
+def plan_for(config, label: str, quant: str, hardware, budget: RunBudget):
+    """(plan, quant, reason) for a config on the given (or, for None, the detected) hardware."""
     hw = hardware or detected_hardware()
     size = size_model(config)
-    kw = {} if kv_tokens is None else {"kv_tokens": kv_tokens}
     if quant == "auto":
-        quant, reason = choose_auto_quant(label, size, hw, **kw)
+        quant, reason = choose_auto_quant(label, size, hw, budget)
     else:
         reason = f"{quant} was asked for"
-    return plan_placement(label, size, quant, hw, **kw), quant, reason
+    return plan_placement(label, size, quant, hw, budget), quant, reason
 
 
 def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, hardware=None,
-               progress: Progress = no_progress, kv_tokens: int | None = None, cpu_threads: int = 0) -> LoadedModel:
-    """Resolve, plan, and load a model; raises PlaygroundError subclasses with actionable text."""
+               progress: Progress = no_progress, budget: RunBudget | None = None, cpu_threads: int = 0,
+               settings=None) -> LoadedModel:
+    """Resolve, plan, and load a model; raises PlaygroundError subclasses with actionable text.
+
+    `budget` (default: `run_budget` from `settings`) is the KV cache the plan keeps room for."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from playground.config import Settings
 
     if quant not in (*QUANT_MODES, "auto"):
         raise QuantizationUnsupported(f"Quantization '{quant}' is unknown: use nf4, int8, none or auto.")
     started = time.perf_counter()
-    models_dir = Path(models_dir) if models_dir else Settings().models_dir
+    settings = settings or Settings()
+    models_dir = Path(models_dir) if models_dir else settings.models_dir
     progress(0.02, "Resolving the model")
     source = resolve(ref)
     config, path = load_config(source, models_dir, progress)
@@ -231,23 +217,42 @@ def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, har
     dtype = detect_compute_dtype(device.value)
     torch_dtype = getattr(torch, dtype.value)
     progress(0.72, "Planning memory")
-    plan, quant, quant_reason = plan_for(config, source.label, quant, hardware, kv_tokens)
+    plan, quant, quant_reason = plan_for(config, source.label, quant, hardware, budget or run_budget(source, settings))
     if not plan.fits:
-        raise DoesNotFit(f"{plan.summary()}. Try nf4, more GPUs, or a smaller model.", plan)
+        raise DoesNotFit(f"{plan.summary()}. Change one of: {'; '.join(plan.advice)}.", plan)
     if quant != "none" and (problem := bitsandbytes_problem(device.value)):
         raise QuantizationUnsupported(f"Cannot load in {quant}: {problem}. Use quantization 'none'.")
-    kwargs: dict = {"dtype": torch_dtype, "quantization_config": bnb_config(quant, torch_dtype)}
-    if device.value == "cuda":
-        # "sequential" fills GPU 0, then GPU 1, ... exactly as plan_placement does, so the real split is
-        # the planned one; the limits are divided by bitsandbytes' own factor so it ends up at the plan's.
-        kwargs["device_map"] = "sequential"
-        factor = BNB_MAX_MEMORY_FACTOR if quant != "none" else 1.0
-        kwargs["max_memory"] = {k: int(v / factor) for k, v in plan.max_memory.items()}
-    else:
-        kwargs["device_map"] = {"": "cpu"}
+    # The plan's own per-module map, not "auto"/"sequential" with limits: transformers places each module
+    # exactly where the plan says (and bitsandbytes' 0.9 scaling of max_memory never comes into it).
+    device_map = torch_device_map(plan, torch.cuda.device_count() if device.value == "cuda" else 0)
+    offload = "cpu" in device_map.values() and len(set(device_map.values())) > 1
     progress(0.75, f"Loading weights ({quant})")
+    model = _from_pretrained(source, path, plan, quant, device_map=device_map, dtype=torch_dtype,
+                             quantization_config=bnb_config(quant, torch_dtype, offload))
+    model.eval()
+    if getattr(model, "hf_device_map", device_map) != device_map:
+        log.warning("transformers placed %s differently from the plan: %s", source.label, model.hf_device_map)
+    threads = None
+    if device.value == "cpu":
+        threads = detect_cpu_threads(plan_params(plan), cpu_threads)
+        torch.set_num_threads(int(threads.value))
+    progress(0.95, "Loading the tokenizer")
+    tokenizer = load_tokenizer(path)
+    placement = placement_report(model, plan, dtype.value)
+    progress(1.0, "Loaded")
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=path, quant=quant,
+                       quant_reason=quant_reason, device=device, dtype=dtype, plan=plan, placement=placement,
+                       load_seconds=time.perf_counter() - started, device_map=device_map,
+                       revision=getattr(config, "_commit_hash", None) or "local",
+                       settings_reasons={"cpu_threads": threads} if threads else {})
+
+
+def _from_pretrained(source: ModelSource, path: str, plan: MemoryPlan, quant: str, **kwargs):
+    import torch
+    from transformers import AutoModelForCausalLM
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except PlaygroundError:
         raise
     except torch.OutOfMemoryError as exc:
@@ -259,20 +264,6 @@ def load_model(ref: str, quant: str = "nf4", models_dir: Path | None = None, har
                                      f"{str(exc)[:200]}): the folder is corrupt; convert or download it "
                                      "again.") from exc
         raise _explain_hub_error(exc, path) from exc
-    model.eval()
-    threads = None
-    if device.value == "cpu":
-        threads = detect_cpu_threads(plan_params(plan), cpu_threads)
-        torch.set_num_threads(int(threads.value))
-    progress(0.95, "Loading the tokenizer")
-    tokenizer = load_tokenizer(path)
-    placement = placement_report(model, quant, dtype.value, plan.weight_bytes)
-    progress(1.0, "Loaded")
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=path, quant=quant,
-                       quant_reason=quant_reason, device=device, dtype=dtype, plan=plan, placement=placement,
-                       load_seconds=time.perf_counter() - started,
-                       revision=getattr(config, "_commit_hash", None) or "local",
-                       settings_reasons={"cpu_threads": threads} if threads else {})
 
 
 def plan_params(plan: MemoryPlan) -> int:
@@ -289,42 +280,3 @@ def load_tokenizer(path: str):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
-
-
-def placement_report(model, quant: str, dtype: str, predicted_bytes: int) -> PlacementReport:
-    """Which modules landed on which device, and how many bytes each device holds."""
-    per_device: dict[str, int] = {}
-    units: dict[str, list[str]] = {}
-    seen: set[int] = set()
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        if id(tensor) in seen:
-            continue
-        seen.add(id(tensor))
-        dev = str(tensor.device)
-        per_device[dev] = per_device.get(dev, 0) + tensor.numel() * tensor.element_size()
-        units.setdefault(dev, [])
-        unit = _unit_name(name)
-        if unit not in units[dev]:
-            units[dev].append(unit)
-    devices = tuple(DeviceUsage(dev, _describe_units(units[dev]), per_device[dev]) for dev in per_device)
-    return PlacementReport(devices, dtype, quant, int(model.get_memory_footprint()), predicted_bytes)
-
-
-def _unit_name(param_name: str) -> str:
-    parts = param_name.split(".")
-    if "layers" in parts:
-        i = parts.index("layers")
-        if i + 1 < len(parts) and parts[i + 1].isdigit():
-            return f"layers.{parts[i + 1]}"
-    if "embed" in param_name:
-        return "embeddings"
-    if "lm_head" in param_name:
-        return "lm_head"
-    return parts[-2] if len(parts) > 1 else param_name
-
-
-def _describe_units(units: list[str]) -> str:
-    layers = sorted(int(u.split(".")[1]) for u in units if u.startswith("layers."))
-    others = [u for u in units if not u.startswith("layers.")]
-    head = [f"layers {layers[0]}–{layers[-1]}"] if layers else []
-    return ", ".join(head + others)

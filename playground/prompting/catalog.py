@@ -10,10 +10,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from playground.prompting.families import FAMILIES
+
 EMBEDDED_KEY = "embedded"
 
-# How a family switches reasoning on; prompts.py builds both lanes' prompts from this.
-REASONING_STYLES = ("hermes", "qwen3", "r1", "generic")
+# A preset's reasoning_style: one of the families whose prompt rules families.py holds.
+REASONING_STYLES: tuple[str, ...] = tuple(FAMILIES)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ Contract:
 - ``close_text`` is what to append to end reasoning when the thinking budget runs out: the family's
   nudge (Qwen3 only) + the closer + a blank line; "" for the standard lane.
 - A blank ``system`` ("" or whitespace, as a UI textbox sends) means no system prompt.
+- What each lane renders (system placement, the thinking prompt, template flags, the prefill) is the
+  per-family table in ``families.py``, which the remote backend's requests use too.
 """
 
 from __future__ import annotations
@@ -23,25 +25,9 @@ from dataclasses import dataclass
 
 from playground.lanes import LANES
 from playground.prompting.catalog import REASONING_STYLES
+from playground.prompting.families import FAMILIES, lane_messages
 from playground.prompting.reasoning import REASONING_TAGS
 
-HERMES_THINKING_PROMPT = (
-    "You are a deep thinking AI, you may use extremely long chains of thought to deeply consider the "
-    "problem and deliberate with yourself via systematic reasoning processes to help come to a correct "
-    "solution prior to answering. You should enclose your thoughts and internal monologue inside "
-    "<think> </think> tags, and then provide your solution or response to the problem."
-)
-GENERIC_THINKING_PROMPT = (
-    "Before answering, think step by step. Write your reasoning inside <think></think> tags, "
-    "then give your final answer after the closing tag."
-)
-QWEN3_BUDGET_NUDGE = (
-    "Considering the limited time by the user, I have to give the solution based on the thinking "
-    "directly now.\n"
-)
-
-
-THINK_PREFILL = "<think>\n"
 THINK_CLOSE = "</think>"
 
 
@@ -79,16 +65,7 @@ def _closer_for(text: str) -> str:
     return THINK_CLOSE
 
 
-def _join(*parts: str | None) -> str:
-    return "\n\n".join(p for p in parts if p)
-
-
-def _messages(system: str | None, prompt: str) -> list[dict[str, str]]:
-    msgs = [{"role": "system", "content": system}] if system else []
-    return msgs + [{"role": "user", "content": prompt}]
-
-
-def _render(tokenizer, messages: list[dict[str, str]], **kwargs) -> tuple[str, str]:
+def render_chat(tokenizer, messages: list[dict[str, str]], **kwargs) -> tuple[str, str]:
     """Render with the generation prompt; return (text, the generation-prompt suffix).
 
     Think-tag detection looks at the suffix only: a user prompt that merely mentions "<think>"
@@ -105,17 +82,17 @@ def _render(tokenizer, messages: list[dict[str, str]], **kwargs) -> tuple[str, s
     return text, (text[at + len(content):] if at != -1 else text)
 
 
-def _hermes_reasoning(tokenizer, prompt: str, system: str | None) -> tuple[str, str]:
-    if not system:
-        text, suffix = _render(tokenizer, _messages(None, prompt), thinking=True)
-        if HERMES_THINKING_PROMPT in text:
-            return text, suffix
-        # The template does not know the thinking flag (jinja ignores unknown kwargs silently):
-        # fall back to the explicit system prompt, the other documented switch.
-    # With any system message Hermes templates ignore thinking=True, so the thinking prompt must be
-    # the system text itself, first, with the user's instructions after it. We do not also pass
-    # thinking=True: a template that did honour it alongside a system message would insert it twice.
-    return _render(tokenizer, _messages(_join(HERMES_THINKING_PROMPT, system), prompt))
+def _render_lane(tokenizer, style: str, lane: str, prompt: str, system: str | None) -> tuple[str, str, str]:
+    """(text, generation-prompt suffix, prefill) of one lane, its messages rendered by the model's template."""
+    lm = lane_messages(style, lane, prompt, system)
+    text, suffix = render_chat(tokenizer, lm.messages, **lm.template_kwargs)
+    family = FAMILIES[style]
+    if family.flag_writes_prompt and family.flag in lm.template_kwargs and family.thinking_prompt not in text:
+        # The template does not know the thinking flag (jinja ignores unknown kwargs silently): fall
+        # back to the explicit system prompt, the other documented switch.
+        lm = lane_messages(style, lane, prompt, system, switch="system_prompt")
+        text, suffix = render_chat(tokenizer, lm.messages, **lm.template_kwargs)
+    return text, suffix, lm.prefill
 
 
 def build_prompt(tokenizer, style: str, lane: str, prompt: str, system: str | None = None) -> LanePrompt:
@@ -123,39 +100,16 @@ def build_prompt(tokenizer, style: str, lane: str, prompt: str, system: str | No
         raise ValueError(f"unknown reasoning style {style!r}; expected one of {', '.join(REASONING_STYLES)}")
     if lane not in LANES:
         raise ValueError(f"unknown lane {lane!r}; expected one of {', '.join(LANES)}")
-    system = system if system and system.strip() else None
     reasoning = lane == "reasoning"
-    # Prefill the assistant turn with an opener when the template does not: for R1 in both lanes
-    # (distill templates that predate the prefill; the standard lane closes it right away) and for
-    # generic models' reasoning lane, as they rarely open <think> unprompted.
-    prefill_opener = style == "r1" or (style == "generic" and reasoning)
-    nudge = ""
-
-    if style == "hermes":
-        if reasoning:
-            text, suffix = _hermes_reasoning(tokenizer, prompt, system)
-        else:
-            # No flag at all: reasoning is off by default, and the user's system text goes as-is.
-            text, suffix = _render(tokenizer, _messages(system, prompt))
-    elif style == "qwen3":
-        text, suffix = _render(tokenizer, _messages(system, prompt), enable_thinking=reasoning)
-        nudge = QWEN3_BUDGET_NUDGE
-    elif style == "r1":
-        # DeepSeek recommends no system prompt: instructions belong in the user turn.
-        text, suffix = _render(tokenizer, _messages(None, _join(system, prompt)))
-    else:
-        sys_text = _join(GENERIC_THINKING_PROMPT, system) if reasoning else system
-        text, suffix = _render(tokenizer, _messages(sys_text, prompt))
-
-    # R1's standard lane needs the opener too: the empty block "<think>\n</think>\n\n" is what
-    # tells R1-style models to answer directly.
-    if prefill_opener and not ends_inside_think(suffix):
-        text += THINK_PREFILL
-        suffix += THINK_PREFILL
+    text, suffix, prefill = _render_lane(tokenizer, style, lane, prompt, system)
+    # Our prefill only where the template did not open the block already.
+    if prefill and not ends_inside_think(suffix):
+        text += prefill
+        suffix += prefill
 
     if reasoning:
         starts = ends_inside_think(suffix)
-        close_text = nudge + _closer_for(suffix if starts else "") + "\n\n"
+        close_text = FAMILIES[style].budget_nudge + _closer_for(suffix if starts else "") + "\n\n"
     else:
         # Whatever the template prefilled (R1, thinking-only templates), the standard lane answers
         # directly: close the open block so the model sees an empty one.

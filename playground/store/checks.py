@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from playground.errors import InvalidInput, check_encodable
 from playground.evaluation.graders import GRADER_KINDS, check_expected
-from playground.lanes import LANES, RUN_STATUSES
+from playground.lanes import FINISH_STATUSES, LANES, RUN_STATUSES
 
 from .codec import encode_forced, encode_kinds, pack_ids, pack_times
 from .models import CELL_KINDS
@@ -100,6 +100,32 @@ def check_status(status, allowed: Sequence[str] = RUN_STATUSES) -> str:
     if status not in allowed:
         raise InvalidInput(f"status={status!r}: use one of {', '.join(allowed)}.")
     return status
+
+
+def check_finish(status, prompt_tokens, metrics, record) -> None:
+    """A finish's own fields (its texts and tokens are run_progress's); record None keeps the stored one."""
+    check_status(status, FINISH_STATUSES)
+    if not isinstance(prompt_tokens, int) or isinstance(prompt_tokens, bool) or prompt_tokens < 0:
+        raise InvalidInput(f"prompt_tokens={prompt_tokens!r}: use the prompt's length in tokens (≥ 0).")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise InvalidInput("metrics must be a dict (LaneMetrics.to_dict()) or None.")
+    if record is not None:
+        check_record(record)
+
+
+def check_record(record) -> dict:
+    if not isinstance(record, dict):
+        raise InvalidInput("The reproducibility record must be a dict (the backend's reproducibility_record).")
+    return record
+
+
+def check_execution(lanes, record) -> None:
+    """A new execution's lanes (some of LANES, each with its settings dict) and its record."""
+    if not isinstance(lanes, dict) or not lanes or set(lanes) - set(LANES):
+        raise InvalidInput(f"lanes must map some of {', '.join(LANES)} to their settings.")
+    if not all(isinstance(v, dict) for v in lanes.values()):
+        raise InvalidInput("Each lane's settings must be a dict (LaneSettings.to_dict()).")
+    check_record(record)
 
 
 def run_progress(raw_text, reasoning_text, answer_text, token_ids, token_times, token_kinds, forced) -> dict:

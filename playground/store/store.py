@@ -20,15 +20,17 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from playground.errors import InvalidInput, NotFound, StoreUnavailable
-from playground.lanes import FINISH_STATUSES, LANES
+from playground.lanes import LANES
 
 from .checks import (
     DEFAULT_TITLE,
     check_cell_fields,
+    check_execution,
+    check_finish,
     check_owner,
     check_page,
+    check_record,
     check_share_token,
-    check_status,
     check_title,
     copy_title,
     escape_like,
@@ -278,10 +280,7 @@ class SessionStore:
     def start_execution(self, owner: str, cell_id: str, lanes: dict[str, dict], record: dict) -> dict[str, str]:
         """A new execution of the cell (number = last + 1; earlier ones stay as versions): one
         "running" row per lane. Each row's record is `record` with "settings" set to that lane's."""
-        if not isinstance(lanes, dict) or not lanes or set(lanes) - set(LANES):
-            raise InvalidInput(f"lanes must map some of {', '.join(LANES)} to their settings.")
-        if not isinstance(record, dict) or not all(isinstance(v, dict) for v in lanes.values()):
-            raise InvalidInput("The reproducibility record and each lane's settings must be dicts.")
+        check_execution(lanes, record)
         with self._write() as s:
             cell = owned_cell(s, owner, cell_id)
             if cell.kind != "prompt":
@@ -312,15 +311,14 @@ class SessionStore:
     def finish_run(self, run_id: str, *, status: str, raw_text: str, reasoning_text: str, answer_text: str,
                    token_ids: Sequence[int], token_times: Sequence[float], token_kinds: str | Sequence[str],
                    forced: str | Sequence[bool], prompt_tokens: int, metrics: dict | None,
-                   finish_reason: str | None, error: str | None) -> bool:
-        """The run's final state, in one transaction. False when it was not running (already
-        finished, or its cell deleted): a late or repeated finish never overwrites a result."""
-        check_status(status, FINISH_STATUSES)
-        if not isinstance(prompt_tokens, int) or isinstance(prompt_tokens, bool) or prompt_tokens < 0:
-            raise InvalidInput(f"prompt_tokens={prompt_tokens!r}: use the prompt's length in tokens (≥ 0).")
-        if metrics is not None and not isinstance(metrics, dict):
-            raise InvalidInput("metrics must be a dict (LaneMetrics.to_dict()) or None.")
+                   finish_reason: str | None, error: str | None, record: dict | None = None) -> bool:
+        """The run's final state, in one transaction; `record`, when given, replaces the reproducibility
+        record written at the start (what the run learned meanwhile). False when it was not running
+        (already finished, or its cell deleted): a late or repeated finish never overwrites a result."""
+        check_finish(status, prompt_tokens, metrics, record)
         values = run_progress(raw_text, reasoning_text, answer_text, token_ids, token_times, token_kinds, forced)
+        if record is not None:
+            values["record"] = record
         now = utcnow()
         with self._write() as s:
             done = s.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running").values(
@@ -341,6 +339,14 @@ class SessionStore:
             # updated_at moves too: pages cached by it (the share page) must show the new grade.
             return s.execute(update(runs_t).where(runs_t.c.id == run_id)
                              .values(grade=grade, updated_at=utcnow())).rowcount == 1
+
+    def set_record(self, run_id: str, record: dict) -> bool:
+        """Replace a run's reproducibility record with what its run learned after this lane ended
+        (another lane's timings, say). False when there is no such run."""
+        check_record(record)
+        with self._write() as s:
+            return s.execute(update(runs_t).where(runs_t.c.id == run_id)
+                             .values(record=record, updated_at=utcnow())).rowcount == 1
 
     def mark_interrupted(self) -> int:
         """At start-up: every run left "running" by a dead process becomes "interrupted", keeping the

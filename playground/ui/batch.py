@@ -1,7 +1,8 @@
 """The "Did reasoning pay?" panel: import a file of prompts, run every cell (progress, stop, resume),
 sweep thinking budgets, and the session's verdict (numbers and three charts).
 
-Handlers are thin: parsing, running and judging live in playground.app.batch and playground.evaluation.verdict.
+Handlers are thin: parsing, running and judging live in playground.app.batch_files,
+playground.app.batch_jobs and playground.evaluation.verdict.
 A batch run holds the model like a cell run (concurrency_id "gpu"); its progress reaches the page
 after every finished cell, and the Stop button sets the batch's stop event, which ends the current
 generate within a decode step (a closed tab does the same through the generator's close).
@@ -15,16 +16,16 @@ import time
 
 import gradio as gr
 
-from playground.app.batch import (
+from playground.app.batch_files import import_rows, parse_batch_file
+from playground.app.batch_jobs import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BUDGETS,
     batch_engine,
     check_budgets,
-    import_rows,
-    parse_batch_file,
     plan_jobs,
     run_jobs,
 )
+from playground.evaluation.datasets import DATASET_FORMATS, mapping_from_text
 from playground.evaluation.verdict import session_verdict
 
 from ..errors import InvalidInput
@@ -118,12 +119,18 @@ def render_batch_panel(pg, store, secret, sid, cells, gates: Gates | None = None
     gates = gates or Gates()
     stops: dict[str, threading.Event] = {}
     with gr.Accordion("Batch: import prompts, run all, sweep budgets", open=False, elem_id="batch-panel"):
-        gr.Markdown("A JSONL or CSV file, one prompt per row, with optional `system`, `expected` and `grader` "
-                    "(exact, numeric, regex, choice, python; `tolerance` for numeric). Try "
-                    "`samples/arithmetic-word-logic.jsonl`.")
+        gr.Markdown("A JSONL, CSV or Parquet file, one prompt per row, with optional `system`, `expected` and "
+                    "`grader` (exact, numeric, regex, choice, math, gym, python; `tolerance` for numeric); GSM8K and "
+                    "MATH rows are recognised, any other table needs a column mapping. Try "
+                    "`samples/arithmetic-word-logic.jsonl` or a generated suite, `samples/gym-arithmetic.jsonl`.")
         with gr.Row():
-            batch_file = gr.File(label="Import prompts (.jsonl, .csv)", file_types=[".jsonl", ".csv", ".json"],
-                                 type="binary", elem_id="batch-file")
+            with gr.Column():
+                batch_file = gr.File(label="Import prompts (.jsonl, .csv, .parquet)",
+                                     file_types=[".jsonl", ".csv", ".json", ".parquet"], type="binary",
+                                     elem_id="batch-file")
+                fmt_box = gr.Dropdown(list(DATASET_FORMATS), value="auto", label="File format", elem_id="batch-format")
+                mapping_box = gr.Textbox("", label="Column mapping (e.g. prompt=input, expected=target, grader=math)",
+                                         elem_id="batch-mapping")
             with gr.Column():
                 batch_size = gr.Slider(1, 8, value=DEFAULT_BATCH_SIZE, step=1, label="cells per generate")
                 budgets_box = gr.Textbox(BUDGETS_TEXT, label="Thinking budgets for a sweep")
@@ -134,17 +141,19 @@ def render_batch_panel(pg, store, secret, sid, cells, gates: Gates | None = None
             stop_btn = gr.Button("Stop", variant="stop", size="sm", elem_id="batch-stop")
         batch_md = gr.Markdown(elem_id="batch-progress")
 
-    def do_import(data, session_id, request: gr.Request):
+    def do_import(data, fmt, mapping_text, session_id, request: gr.Request):
         if data is None:
             return gr.skip(), gr.skip()
         gate, owner = gates.of(request), owner_of(request, secret)
-        found, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars)
+        found, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars, fmt=fmt or "auto",
+                                         mapping=mapping_from_text(mapping_text))
         import_rows(store, owner, session_id, found)
         seq = gate.next_seq()
         return import_report(found, errors), rows.reset(seq, session_id, store.get_session(owner, session_id).cells,
                                                           gate.cell_id)
 
-    done = [listen(batch_file.upload, do_import, [batch_file, sid], [batch_md, cells], api_name="batch_import")]
+    done = [listen(batch_file.upload, do_import, [batch_file, fmt_box, mapping_box, sid], [batch_md, cells],
+                   api_name="batch_import")]
 
     def runner(sweep: bool):
         def go(session_id, size, budgets_text, only_text, request: gr.Request):

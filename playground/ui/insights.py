@@ -21,6 +21,7 @@ from playground.evaluation.charts import (
     verdict_scatter,
 )
 from playground.evaluation.verdict import session_verdict
+from playground.sharing.markdown import VERDICT_COLUMNS, verdict_rows
 
 from .common import listen, owner_of
 from .gate import Gates
@@ -65,12 +66,10 @@ def summary_text(cells: list[CellSummary]) -> str:
 
 
 def verdict_md(v) -> str:
-    rows = "\n".join(
-        f"| {lane} | {'–' if t.accuracy is None else f'{t.accuracy:.0%}'} | {t.passed}/{t.graded} | {t.tokens:,} | "
-        f"{'–' if t.accuracy_per_1k_tokens is None else f'{t.accuracy_per_1k_tokens:.2f}'} |"
-        for lane, t in v.lanes.items())
-    return (f"{v.headline()}\n\n| lane | accuracy | passed | tokens | correct per 1k tokens |\n"
-            f"|---|---|---|---|---|\n{rows}")
+    """The headline and the table share pages have (accuracy with its interval, tokens and seconds per correct)."""
+    table = "\n".join("| " + " | ".join(r) + " |" for r in verdict_rows(v))
+    return (f"{v.headline()}\n\n| " + " | ".join(VERDICT_COLUMNS) + " |\n|" + "---|" * len(VERDICT_COLUMNS)
+            + f"\n{table}")
 
 
 def verdict_figures(v) -> tuple:

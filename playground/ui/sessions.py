@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from playground.errors import InvalidInput
-from playground.sharing.schema import EXPORT_FORMATS, is_share_token, new_share_token, parse_import, render_export
+from playground.sharing import EXPORT_FORMATS, is_share_token, new_share_token, parse_import, render_export
 
 from .common import listen, owner_of
 from .views import EXAMPLES

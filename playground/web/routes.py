@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from playground.errors import InvalidInput, NotFound, PlaygroundError
-from playground.sharing.schema import (
+from playground.sharing import (
     MAX_IMPORT_BYTES,
     PLOTLY_JS,
     STATIC_DIR,
@@ -47,6 +47,9 @@ from playground.web.identity import COOKIE_MAX_AGE_S, COOKIE_NAME, new_owner_id,
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 STATIC_FILES = {"plotly.min.js": PLOTLY_JS, "share.js": STATIC_DIR / "share.js", "share.css": STATIC_DIR / "share.css"}
 STATIC_CACHE = "public, max-age=3600"
+# What a missing or foreign session, and a dead share link, are told: neither says which it was.
+NO_SESSION = "No such session: it was deleted, or it belongs to someone else."
+NO_SHARE = "This share link does not exist or was revoked."
 
 
 def _visitor(request: Request, secret: bytes) -> str | None:
@@ -68,6 +71,10 @@ def _not_found_page() -> HTMLResponse:
 def _error(exc: Exception) -> JSONResponse:
     status = 413 if isinstance(exc, ImportTooLarge) else 404 if isinstance(exc, NotFound) else 400
     return JSONResponse({"error": str(exc)}, status, headers=SECURITY_HEADERS)
+
+
+def _cross_site() -> JSONResponse:
+    return JSONResponse({"error": "Cross-site request refused."}, 403)
 
 
 def _same_origin(request: Request) -> bool:
@@ -139,21 +146,43 @@ def _with_owner_cookie(response: Response, minted: str | None, secret: bytes) ->
     return response
 
 
+def _owner_or_new(request: Request, secret: bytes) -> tuple[str, str | None]:
+    """(owner, minted): the visitor, or a fresh owner id (also as `minted`, to set as their cookie)."""
+    owner = _visitor(request, secret)
+    if owner is not None:
+        return owner, None
+    minted = new_owner_id()
+    return minted, minted
+
+
+def _shared_or_none(store, token: str):
+    """The session behind a live share token; None for a malformed, unknown or revoked one."""
+    if not is_share_token(token):
+        return None
+    try:
+        return store.shared_session(token)
+    except NotFound:
+        return None
+
+
 def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
-    def owner_or_new(request: Request) -> tuple[str, str | None]:
-        owner = _visitor(request, secret)
-        if owner is not None:
-            return owner, None
-        minted = new_owner_id()
-        return minted, minted
+    # Routes match in the order they are added: the catch-all under /s/ stays the last of them.
+    _add_share_link_routes(api, store, secret)
+    _add_export_import_routes(api, store, secret)
+    _add_static_routes(api)
+    _add_shared_page_routes(api, store, secret)
+
+
+def _add_share_link_routes(api: FastAPI, store, secret: bytes) -> None:
+    """The owner's share links: create, list, revoke."""
 
     @api.post("/api/sessions/{session_id}/share")
     def create_share(session_id: str, request: Request):
         owner = _visitor(request, secret)
         if owner is None:
-            return _error(NotFound("No such session: it was deleted, or it belongs to someone else."))
+            return _error(NotFound(NO_SESSION))
         if not _same_origin(request):
-            return JSONResponse({"error": "Cross-site request refused."}, 403)
+            return _cross_site()
         try:
             token = store.create_share(owner, session_id, new_share_token())
         except PlaygroundError as exc:
@@ -165,7 +194,7 @@ def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
         owner = _visitor(request, secret)
         try:
             if owner is None:
-                raise NotFound("No such session: it was deleted, or it belongs to someone else.")
+                raise NotFound(NO_SESSION)
             shares = store.list_shares(owner, session_id)
         except PlaygroundError as exc:
             return _error(exc)
@@ -176,21 +205,25 @@ def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
     def revoke_share(token: str, request: Request):
         owner = _visitor(request, secret)
         if owner is None or not is_share_token(token):
-            return _error(NotFound("This share link does not exist or was revoked."))
+            return _error(NotFound(NO_SHARE))
         if not _same_origin(request):
-            return JSONResponse({"error": "Cross-site request refused."}, 403)
+            return _cross_site()
         try:
             store.revoke_share(owner, token)
         except PlaygroundError as exc:
             return _error(exc)
         return {"revoked": True}
 
+
+def _add_export_import_routes(api: FastAPI, store, secret: bytes) -> None:
+    """The owner's export of a session, and import into the visitor's sessions."""
+
     @api.get("/api/sessions/{session_id}/export")
     def export_own(session_id: str, request: Request, format: str = "json"):
         owner = _visitor(request, secret)
         try:
             if owner is None:
-                raise NotFound("No such session: it was deleted, or it belongs to someone else.")
+                raise NotFound(NO_SESSION)
             return _download(*render_export(store.get_session(owner, session_id), format))
         except PlaygroundError as exc:
             return _error(exc)
@@ -198,8 +231,8 @@ def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
     @api.post("/api/import")
     async def import_session(request: Request):
         if not _same_origin(request):
-            return JSONResponse({"error": "Cross-site request refused."}, 403)
-        owner, minted = owner_or_new(request)
+            return _cross_site()
+        owner, minted = _owner_or_new(request, secret)
         try:
             session = parse_import(await _import_payload(request))
             info = (await run_in_threadpool(store.import_sessions, owner, [session]))[0]
@@ -207,22 +240,19 @@ def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
             return _error(exc)
         return _with_owner_cookie(JSONResponse({"id": info.id}, headers=SECURITY_HEADERS), minted, secret)
 
+
+def _add_static_routes(api: FastAPI) -> None:
     # One route per file, not /static/{name}: gradio serves its own files under /static/ too.
     for name, path in STATIC_FILES.items():
         api.add_api_route(f"/static/{name}", _static_route(path), methods=["GET"], include_in_schema=False)
 
-    def shared_or_none(token: str):
-        """The session behind a live share token; None for a malformed, unknown or revoked one."""
-        if not is_share_token(token):
-            return None
-        try:
-            return store.shared_session(token)
-        except NotFound:
-            return None
+
+def _add_shared_page_routes(api: FastAPI, store, secret: bytes) -> None:
+    """What anyone holding a live token may do: read the page, export it, fork it."""
 
     @api.api_route("/s/{token}", methods=["GET", "HEAD"])
     def shared(token: str):
-        session = shared_or_none(token)
+        session = _shared_or_none(store, token)
         if session is None:
             return _not_found_page()
         nonce = secrets.token_urlsafe(16)  # new per response: one learned from a page is useless on the next
@@ -230,7 +260,7 @@ def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
 
     @api.get("/s/{token}/export")
     def export_shared(token: str, format: str = "json"):
-        session = shared_or_none(token)
+        session = _shared_or_none(store, token)
         if session is None:
             return _not_found_page()
         try:
@@ -241,10 +271,10 @@ def add_share_routes(api: FastAPI, store, secret: bytes) -> None:
     @api.post("/s/{token}/fork")
     def fork_shared(token: str, request: Request):
         if not is_share_token(token):
-            return _error(NotFound("This share link does not exist or was revoked."))
+            return _error(NotFound(NO_SHARE))
         if not _same_origin(request):
-            return JSONResponse({"error": "Cross-site request refused."}, 403)
-        owner, minted = owner_or_new(request)
+            return _cross_site()
+        owner, minted = _owner_or_new(request, secret)
         try:
             info = store.fork_session(owner, share_token=token)
         except PlaygroundError as exc:

@@ -64,7 +64,8 @@ def owned_session(s: Session, owner: str, session_id) -> SessionInfo:
     return SessionInfo(*row)
 
 
-def owned_cell(s: Session, owner: str, cell_id) -> CellInfo:
+def owned_cell(s: Session, owner: str, cell_id, runs: bool = False) -> CellInfo:
+    """The owner's cell (with runs: a CellFull, load_cell), else NotFound."""
     check_owner(owner)
     if not isinstance(cell_id, str):
         raise NotFound(MISSING_CELL)
@@ -72,7 +73,7 @@ def owned_cell(s: Session, owner: str, cell_id) -> CellInfo:
                     .where(cells_t.c.id == cell_id, sessions_t.c.owner == owner)).first()
     if row is None:
         raise NotFound(MISSING_CELL)
-    return CellInfo(*row)
+    return load_cell(s, CellInfo(*row)) if runs else CellInfo(*row)
 
 
 def shared_source(s: Session, token) -> SessionInfo:

@@ -44,7 +44,6 @@ from .queries import (
     cells_t,
     copy_session,
     insert_sessions,
-    load_cell,
     load_full,
     new_id,
     owned_cell,
@@ -55,7 +54,7 @@ from .queries import (
     shares_t,
     touch_session,
 )
-from .records import CellFull, CellInfo, SessionFull, SessionInfo, ShareInfo
+from .records import CellInfo, SessionFull, SessionInfo, ShareInfo
 
 
 def open_store(path: str | Path | None = None) -> SessionStore:
@@ -225,15 +224,10 @@ class SessionStore:
             touch_session(s, session_id, now)
         return cell
 
-    def get_cell(self, owner: str, cell_id: str) -> CellInfo:
-        """One cell's fields (no runs): NotFound when it is missing or someone else's."""
+    def get_cell(self, owner: str, cell_id: str, runs: bool = False) -> CellInfo:
+        """One cell's fields (runs: a CellFull, with its executions): NotFound if missing or someone else's."""
         with self._read() as s:
-            return owned_cell(s, owner, cell_id)
-
-    def get_cell_full(self, owner: str, cell_id: str) -> CellFull:
-        """One cell with every execution (what get_session gives each cell), reading only that cell's runs."""
-        with self._read() as s:
-            return load_cell(s, owned_cell(s, owner, cell_id))
+            return owned_cell(s, owner, cell_id, runs=runs)
 
     def update_cell(self, owner: str, cell_id: str, **changes) -> CellInfo:
         """Set any of kind, prompt, system_prompt, note, settings, expected, grader; writes only when a

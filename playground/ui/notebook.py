@@ -98,7 +98,7 @@ class _Context:
     ui: NotebookUI
 
     def cell(self, request, cell_id) -> CellFull:
-        return self.store.get_cell_full(owner_of(request, self.secret), cell_id)
+        return self.store.get_cell(owner_of(request, self.secret), cell_id, runs=True)
 
     def show(self, gate, cell: CellFull | None, message: str):
         """Open `cell` (None: close the view) with the list message that says so: one gated write."""

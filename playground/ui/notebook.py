@@ -46,6 +46,11 @@ ADDS = "add-cell"
 DELETE_JS = ("(id, _c, _n) => [id, confirm('Delete this cell and its runs?'), "
              "window.pgNotebook ? window.pgNotebook.neighbour(id) : '']")
 QUIET = dict(trigger_mode="always_last", show_progress="hidden")
+# A chained step runs for every click: with gradio's default ("once") the page drops a step while the same
+# step of an earlier click is still pending (two quick opens would leave the second cell without charts).
+CHAINED = dict(concurrency_limit=None, api_visibility="private", trigger_mode="multiple")
+# The list's own events: the last one asked for always runs (after the one in progress), never dropped.
+LATEST = dict(trigger_mode="always_last")
 
 
 def unchanged(component) -> dict:
@@ -150,7 +155,7 @@ def _wire_opening(ctx: _Context, sid: gr.State) -> None:
             yield unchanged(ui.cells)
 
     listen(sid.change, load_session, sid, ui.loaded).then(
-        page(ctx.charts), d.open_id, d.plots, concurrency_limit=None, api_visibility="private")
+        page(ctx.charts), d.open_id, d.plots, **CHAINED)
 
     def expand_charts(cell_id, request: gr.Request):
         ctx.gates.of(request).panels.add(CHARTS)
@@ -168,8 +173,8 @@ def _wire_opening(ctx: _Context, sid: gr.State) -> None:
         cell = ctx.cell(request, evt.id)
         yield from ctx.show(gate, cell, rows.opened(gate.next_seq(), cell.id))
 
-    listen(ui.cells.open_cell, open_cell, None, [ui.cells, *d.shown]).then(
-        page(ctx.charts), d.open_id, d.plots, concurrency_limit=None, api_visibility="private")
+    listen(ui.cells.open_cell, open_cell, None, [ui.cells, *d.shown], **LATEST).then(
+        page(ctx.charts), d.open_id, d.plots, **CHAINED)
 
     def refresh_cell(evt: gr.EventData, request: gr.Request):
         """The open cell changed elsewhere (a batch ran it): its lanes, grades, versions and charts again."""
@@ -179,7 +184,8 @@ def _wire_opening(ctx: _Context, sid: gr.State) -> None:
             yield ({**version_values(d, cell, None), **(chart_values(d, cell) if CHARTS in gate.panels else {})}
                    if ok else unchanged(d.version))
 
-    listen(ui.cells.refresh_cell, refresh_cell, None, [*d.lanes, d.s_grade, d.r_grade, d.r_acc, d.version, *d.plots])
+    listen(ui.cells.refresh_cell, refresh_cell, None, [*d.lanes, d.s_grade, d.r_grade, d.r_acc, d.version, *d.plots],
+           **LATEST)
 
     def close_cell(request: gr.Request):
         gate = ctx.gates.of(request)
@@ -197,7 +203,7 @@ def _wire_opening(ctx: _Context, sid: gr.State) -> None:
         session = ctx.store.get_session(owner_of(request, ctx.secret), session_id)
         return rows.reset(seq, session.id, session.cells, gate.cell_id)
 
-    listen(ui.cells.resync, resync, sid, ui.cells)
+    listen(ui.cells.resync, resync, sid, ui.cells, **LATEST)
 
 
 def _wire_structure(ctx: _Context) -> None:
@@ -226,7 +232,7 @@ def _wire_structure(ctx: _Context) -> None:
         yield from ctx.show(gate, after, rows.delete(gate.next_seq(), cell_id, after.id if after else None))
 
     listen(d.delete.click, delete, [d.open_id, d.del_flag, ui.hint], [ui.cells, *d.shown], js=DELETE_JS).then(
-        page(ctx.charts), d.open_id, d.plots, concurrency_limit=None, api_visibility="private")
+        page(ctx.charts), d.open_id, d.plots, **CHAINED)
 
     def show_version(cell_id, number, request: gr.Request):
         cell = ctx.cell(request, cell_id)

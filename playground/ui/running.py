@@ -66,12 +66,15 @@ def wire_runs(nb, pg, store, secret: bytes, gates, ui, sid, insights_refresh, in
 
     inputs = [d.open_id, d.prompt, d.system, *d.settings]
     settled = [timer, ui.cells, *d.lanes, d.s_grade, d.r_grade, d.r_acc, d.version, d.charts, *d.plots]
+    # "multiple" down the chain: with gradio's default ("once") the page drops a chained step while the same
+    # step of an earlier click is pending, so a cell's Run pressed while another cell runs would never run.
+    chained = dict(api_visibility="private", trigger_mode="multiple")
     listen(d.run.click, ask, d.open_id, [timer, ui.cells], queue=False, show_progress="hidden").then(
         page(run), inputs, d.lanes, concurrency_id=GPU_POOL,
         # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
-        show_progress="full", show_progress_on=[d.s_status, d.r_status], api_visibility="private").then(
-        page(settle), None, settled, concurrency_limit=None, api_visibility="private").then(
-        page(insights_refresh), sid, insights_outputs, concurrency_limit=None, api_visibility="private")
+        show_progress="full", show_progress_on=[d.s_status, d.r_status], **chained).then(
+        page(settle), None, settled, concurrency_limit=None, **chained).then(
+        page(insights_refresh), sid, insights_outputs, concurrency_limit=None, **chained)
     listen(timer.tick, settle, None, settled, show_progress="hidden")
 
     def stop(cell_id, request: gr.Request):

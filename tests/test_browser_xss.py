@@ -16,7 +16,7 @@ import pytest
 from playground.store import open_store
 from playground.web.identity import COOKIE_NAME, load_secret, new_owner_id, sign
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)  # the first test also waits for the shared server and its model
 
 EVIL = "evil.example"
 PAYLOADS = [

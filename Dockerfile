@@ -12,6 +12,12 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# A C compiler for the one pinned requirement PyPI ships only as source (pycosat, a reasoning-gym
+# dependency). Unpinned (DL3008): the bookworm packages are what the FROM tag already fixes, and a pin
+# to one Debian revision breaks the build at its next security update.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+
 # Hugging Face Spaces run containers as uid 1000; the same user here keeps file ownership right on
 # a Space and on a bind-mounted host folder.
 RUN useradd -m -u 1000 user
@@ -25,7 +31,14 @@ WORKDIR /home/user/app
 # Copied before the source so this slow layer is rebuilt only when the pins or the script change.
 COPY --chown=user requirements.txt ./
 COPY --chown=user scripts/install.sh scripts/install.sh
-RUN bash scripts/install.sh
+# What pip needs from the build host, as paths only (never baked in: ARGs are not in the image's
+# config): PIP_CERT, a CA bundle mounted for the build where a proxy re-signs TLS; PIP_FIND_LINKS, a
+# mounted folder of wheels. Both unset by default. `make container-check` passes them.
+ARG PIP_CERT=""
+ARG PIP_FIND_LINKS=""
+RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi; \
+    if [ -z "$PIP_FIND_LINKS" ]; then unset PIP_FIND_LINKS; fi; \
+    bash scripts/install.sh
 
 COPY --chown=user . .
 

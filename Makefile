@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt scripts/install.sh | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean container-check
 
 $(STAMP):
 	rm -f $(VENV)/.installed-*
@@ -25,6 +25,11 @@ lint: setup
 
 bench: setup
 	$(PY) -m bench.load_model
+
+# Build the Dockerfile with buildah from a local debootstrap base and run the image for real (root;
+# minutes: see scripts/container-check.sh). CONTAINER_WHEELS=DIR uses a local wheel folder too.
+container-check: setup
+	bash scripts/container-check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,7 +1,8 @@
-"""The operator's command line: `python -m playground sessions | export | report | import | serve |
-grade | problems`.
+"""The operator's command line: `python -m playground sessions | export | report | import | backup |
+restore | serve | grade | problems`.
 
-It opens the database directly (PLAYGROUND_DB, else <PLAYGROUND_HOME>/playground.db), so it is a
+It opens the database directly (PLAYGROUND_DB_URL, else PLAYGROUND_DB, else
+<PLAYGROUND_HOME>/playground.db), so it is a
 tool for whoever runs the server, not for visitors. Owners are browser secrets: listings show
 them shortened. Exit status 0 on success, 1 on an expected failure (the message says why), 2 on
 a usage error. `grade` and `problems` need no database: they grade one answer by hand and write
@@ -35,9 +36,9 @@ def short_owner(owner: str) -> str:
 
 
 def _open():
-    from playground.store import default_db_path, open_store
+    from playground.store import open_store
 
-    return open_store(default_db_path())
+    return open_store()  # PLAYGROUND_DB_URL, else the SQLite file
 
 
 def cmd_sessions(args) -> int:
@@ -97,6 +98,27 @@ def cmd_import(args) -> int:
     with _open() as store:
         info = store.import_sessions(args.owner, [session])[0]
     print(info.id)
+    return 0
+
+
+def cmd_backup(args) -> int:
+    """A consistent copy of the database: SQLite's online backup (a .db file), or a JSON Lines dump of
+    every session (PostgreSQL's; `pg_dump` copies the whole server)."""
+    from playground.store.dump import backup
+
+    with _open() as store:
+        out, rows = backup(store, Path(args.out), args.format)
+    what = ", ".join(f"{n:,} {table}" for table, n in rows.items()) if rows else "a SQLite copy, integrity checked"
+    print(f"wrote {out} ({what})", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(args) -> int:
+    from playground.store.dump import restore
+
+    with _open() as store:
+        rows = restore(store, Path(args.source))
+    print("restored " + ", ".join(f"{n:,} {table}" for table, n in rows.items()), file=sys.stderr)
     return 0
 
 
@@ -240,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", required=True)
     p.set_defaults(func=cmd_import)
 
+    add_backup_commands(sub)
+
     p = sub.add_parser("report", help="write a session's verdict, charts and graded cells as one self-contained HTML")
     p.add_argument("session_id")
     p.add_argument("--owner", help="check that the session belongs to this owner id")
@@ -252,6 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_arguments(p)
     p.set_defaults(func=cmd_serve)
     return parser
+
+
+def add_backup_commands(sub) -> None:
+    p = sub.add_parser("backup", help="write a consistent backup of the database to OUT (a file or folder)")
+    p.add_argument("out")
+    p.add_argument("--format", choices=("db", "jsonl"),
+                   help="db: SQLite's online backup, a file copy (the default on SQLite); jsonl: a dump of every "
+                        "session, restorable into either engine (the default on PostgreSQL)")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("restore", help="load a backup (a .jsonl dump or a SQLite .db copy) into an EMPTY database")
+    p.add_argument("source")
+    p.set_defaults(func=cmd_restore)
 
 
 def main(argv: list[str] | None = None) -> int:

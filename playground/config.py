@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -69,6 +70,11 @@ ALLOWED: dict[str, str] = {
     "quant": "one of " + ", ".join(QUANTIZATIONS),
     "home": "a folder path",
     "db": "a file path",
+    "db_url": "an SQLAlchemy URL of a PostgreSQL database, e.g. postgresql+psycopg://user:pass@host:5432/playground "
+              "(a secret: it holds the password)",
+    "replica_id": "1–100 characters naming this server process among the replicas on one database",
+    "replica_lease_s": "a number of seconds 2–3600",
+    "metrics": "true or false (unset: on when private, off when public: it reveals the server's load)",
     "host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "port": "an integer 1–65535",
     "max_prompt_chars": "an integer ≥ 1",
@@ -90,7 +96,7 @@ ALLOWED: dict[str, str] = {
     "remote_timeout_s": "a number of seconds 1–3600",
     "remote_switch": "one of auto, template_kwargs, system_prompt, soft_switch, reasoning_field, always",
 }
-SECRET_FIELDS = frozenset({"auth", "remote_api_key"})
+SECRET_FIELDS = frozenset({"auth", "remote_api_key", "db_url"})
 RemoteSwitch = Literal["auto", "template_kwargs", "system_prompt", "soft_switch", "reasoning_field", "always"]
 
 
@@ -103,6 +109,14 @@ class Settings(BaseSettings):
     quant: Quantization = Field("nf4", description="nf4, int8, none or auto")
     home: Path = Field(default_factory=default_home, description="folder for the database and models")
     db: Path | None = Field(None, description="the SQLite database file (default: <home>/playground.db)")
+    # A SecretStr: the URL carries the database password.
+    db_url: SecretStr | None = Field(None, description="a PostgreSQL database instead of the SQLite file (an "
+                                                       "SQLAlchemy URL: postgresql+psycopg://user:pass@host/db)")
+    replica_id: str | None = Field(None, min_length=1, max_length=100, description="this server's name among "
+                                   "replicas on one database (default: <hostname>:<port>)")
+    replica_lease_s: float = Field(30.0, ge=2, le=3600,
+                                   description="seconds without a heartbeat after which a replica is dead and "
+                                               "its running runs are marked interrupted (it beats 6 times a lease)")
     host: str = Field(default_factory=_default_host,
                       description="address the server listens on (0.0.0.0 on a Space, else 127.0.0.1)")
     port: int = Field(7860, ge=1, le=65535, description="port the server listens on")
@@ -131,6 +145,9 @@ class Settings(BaseSettings):
     # running strangers' code stays the operator's explicit choice.
     code_grading: bool | None = Field(None, description="run python graders' tests on code answers "
                                                         "(default: on when private, off when public)")
+    # None: follow `public`. /metrics tells anyone who can reach it how busy the server is and which models run.
+    metrics: bool | None = Field(None, description="serve /metrics in Prometheus text format "
+                                                   "(default: on when private, off when public)")
     # A remote OpenAI-compatible endpoint (playground.backends.remote): runs go there instead of a local model.
     remote_url: str | None = Field(None, description="base URL of an OpenAI-compatible server (vLLM, SGLang, TGI, "
                                                      "transformers serve, a hosted API); set, runs go there")
@@ -146,6 +163,16 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, v: Path | None) -> Path | None:
         return v.expanduser() if v is not None else None
+
+    @field_validator("db_url", mode="before")
+    @classmethod
+    def _db_url(cls, v: Any) -> Any:
+        raw = str(v.get_secret_value() if isinstance(v, SecretStr) else v or "").strip()
+        if not raw:
+            return None
+        if not raw.startswith(("postgresql:", "postgresql+", "postgres:", "sqlite:///")):
+            raise ValueError("not a database URL")  # never quote it: it holds a password
+        return raw
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -208,6 +235,12 @@ class Settings(BaseSettings):
             self.__dict__["db"] = self.home / DB_FILENAME
         return self
 
+    @model_validator(mode="after")
+    def _default_replica(self) -> Settings:
+        if self.replica_id is None:
+            self.__dict__["replica_id"] = f"{socket.gethostname()[:80]}:{self.port}"
+        return self
+
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
@@ -231,6 +264,10 @@ class Settings(BaseSettings):
     def login_on(self) -> bool:
         """Sessions belong to logged-in users, and only share pages answer without a login."""
         return bool(self.auth_pairs) or self.hf_oauth_on
+
+    @property
+    def metrics_on(self) -> bool:
+        return (not self.public) if self.metrics is None else self.metrics
 
     @property
     def code_grading_on(self) -> bool:
@@ -284,10 +321,13 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def apply_to_environ(settings: Settings) -> None:
-    """Export the chosen home and database, so code that reads PLAYGROUND_HOME / PLAYGROUND_DB itself
-    (playground.store.default_db_path, the CLI) agrees with flags given on the command line."""
+    """Export the chosen home and database, so code that reads PLAYGROUND_HOME / PLAYGROUND_DB /
+    PLAYGROUND_DB_URL itself (playground.store.default_target, the CLI) agrees with flags given on
+    the command line."""
     os.environ["PLAYGROUND_HOME"] = str(settings.home)
     os.environ["PLAYGROUND_DB"] = str(settings.db)
+    if settings.db_url is not None:
+        os.environ["PLAYGROUND_DB_URL"] = settings.db_url.get_secret_value()
 
 
 # --- command-line flags, generated from the fields --------------------------------------------------
@@ -305,7 +345,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag_name(field), dest=field, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text)
         else:
-            metavar = {"auth": "USER:PASS,...", "remote_api_key": "KEY"}.get(field, field.upper())
+            metavar = {"auth": "USER:PASS,...", "remote_api_key": "KEY", "db_url": "URL"}.get(field, field.upper())
             group.add_argument(flag_name(field), dest=field, default=None, metavar=metavar, help=help_text)
 
 

@@ -1,9 +1,11 @@
-"""Shared fixtures: an offline environment, one converted embedded model per test session, and
-the real model loaded once per quantization."""
+"""Shared fixtures: an offline environment, one converted embedded model per test session, the
+real model loaded once per quantization, and a throwaway PostgreSQL cluster for the store's
+second engine (tests marked `postgres`)."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,26 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A real PostgreSQL (Debian's package) on a free port on 127.0.0.1, for the whole test session."""
+    from bench.pgcluster import PostgresCluster, pg_bin
+
+    if pg_bin() is None:
+        message = "PostgreSQL is not installed: run `apt-get install postgresql` (.ci/run does it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_target(request, tmp_path):
+    """Where a fresh, empty store lives, once per engine: a SQLite file path, or a PostgreSQL URL
+    (a new database of the session's cluster)."""
+    if request.param == "sqlite":
+        return tmp_path / "data" / "playground.db"
+    return request.getfixturevalue("postgres_cluster").fresh_database(f"t_{uuid.uuid4().hex[:12]}")

@@ -46,6 +46,11 @@ FROM_ENV = {
     "quant": ("int8", "int8"),
     "home": ("/srv/pg", Path("/srv/pg")),
     "db": ("/srv/db/pg.sqlite", Path("/srv/db/pg.sqlite")),
+    "db_url": (f"postgresql+psycopg://app:{PASSWORD}@db:5432/pg",
+               SecretStr(f"postgresql+psycopg://app:{PASSWORD}@db:5432/pg")),
+    "replica_id": ("web-2", "web-2"),
+    "replica_lease_s": ("12", 12.0),
+    "metrics": ("true", True),
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("8000", 8000),
     "max_prompt_chars": ("500", 500),
@@ -124,6 +129,20 @@ def test_remote_api_key_is_a_secret(clean_env):
     assert PASSWORD not in repr(s) and PASSWORD not in str(s)
     text = "\n".join(describe_startup(s))
     assert "remote endpoint: http://gpu-box:8000/v1" in text and PASSWORD not in text
+
+
+def test_db_url_is_a_secret_and_replicas_have_names(clean_env):
+    clean_env.setenv("PLAYGROUND_DB_URL", f"postgresql+psycopg://app:{PASSWORD}@db:5432/pg")
+    s = load_settings()
+    assert PASSWORD not in repr(s) and PASSWORD not in str(s)
+    text = "\n".join(describe_startup(s))
+    assert "database: PostgreSQL postgresql+psycopg://db:5432/pg" in text and PASSWORD not in text
+    assert s.replica_id.endswith(":7860") and f"replica {s.replica_id}" in text  # hostname:port by default
+    clean_env.setenv("PLAYGROUND_DB_URL", f"mysql://app:{PASSWORD}@db/pg")
+    with pytest.raises(SystemExit) as exc_info:
+        load_settings()
+    msg = str(exc_info.value.code)
+    assert msg.startswith("PLAYGROUND_DB_URL='<redacted>' is invalid: an SQLAlchemy URL") and PASSWORD not in msg
 
 
 def test_flags_override_env(clean_env):

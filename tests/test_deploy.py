@@ -39,7 +39,11 @@ def test_dockerfile_installs_like_make_and_runs_like_a_docker_space():
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     base = next(line for line in lines if line.startswith("FROM "))
     assert re.fullmatch(r"FROM python:3\.11[\w.-]*-slim[\w.-]*", base), base  # pinned by tag, never :latest
-    assert "RUN bash scripts/install.sh" in lines  # the installer make uses
+    assert "bash scripts/install.sh" in text.split("COPY --chown=user . .")[0]  # the installer make uses
+    # The build host's pip settings arrive as paths in build arguments (the files are mounted for the
+    # build, never copied in): nothing like a certificate is COPY'd or written into an ENV.
+    assert 'ARG PIP_CERT=""' in lines and 'ARG PIP_FIND_LINKS=""' in lines
+    assert not any(word in line for line in lines if line.startswith(("COPY", "ENV")) for word in ("crt", "pem"))
     assert "RUN useradd -m -u 1000 user" in lines and "USER user" in lines
     assert all(line.startswith("COPY --chown=user ") for line in lines if line.startswith("COPY"))
     assert "WORKDIR /home/user/app" in lines and "EXPOSE 7860" in lines and "VOLUME /home/user/data" in lines
@@ -58,6 +62,31 @@ def test_dockerfile_installs_like_make_and_runs_like_a_docker_space():
 def test_dockerignore_keeps_the_local_venv_out():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".venv", ".git", "test-artifacts"} <= ignored
+
+
+def test_compose_file_is_the_scaled_out_shape():
+    """docker compose cannot run here: the file is checked as the data it is."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"postgres", "app", "proxy", "vllm"} <= set(services)
+    app, db, proxy = services["app"], services["postgres"], services["proxy"]
+    assert app["build"] == "." and app["deploy"]["replicas"] >= 2
+    env = app["environment"]
+    assert env["PLAYGROUND_DB_URL"].startswith("postgresql+psycopg://playground:") and "@postgres:5432/" in env[
+        "PLAYGROUND_DB_URL"]
+    assert "PLAYGROUND_SECRET" in env and "PLAYGROUND_REPLICA_ID" not in env  # shared secret, distinct ids
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "/healthz" in " ".join(app["healthcheck"]["test"]) and "pg_isready" in " ".join(db["healthcheck"]["test"])
+    assert db["image"].startswith("postgres:15") and "pgdata" in compose["volumes"]
+    assert any(v.endswith(":/home/user/data") for v in app["volumes"])  # the Dockerfile's VOLUME
+    assert services["vllm"]["profiles"] == ["vllm"] and "--reasoning-parser" in services["vllm"]["command"]
+    nginx = compose["configs"][proxy["configs"][0]["source"]]["content"]
+    # Sticky by the owner cookie; $$ is compose's escape for a literal $.
+    assert "hash $$cookie_pg_owner consistent;" in nginx and "server app:7860;" in nginx
+    assert "proxy_buffering off;" in nginx and "location = /metrics { return 404; }" in nginx
+    assert proxy["ports"] == ["7860:80"]
 
 
 def front_matter() -> dict:
@@ -111,7 +140,9 @@ def test_app_started_as_a_space_serves_a_run(space_server):
     from gradio_client import Client
 
     health = httpx.get(space_server.url + "/healthz", timeout=10).json()
-    assert health["ok"] is True and health["model"]
+    assert health["ok"] is True and health["model"] and health["replica"]
+    # A Space is public: /metrics would tell anyone how loaded it is, so it is off unless asked for.
+    assert httpx.get(space_server.url + "/metrics", timeout=10).status_code == 404
     client = Client(space_server.url, verbose=False)
     session = client.predict("space", api_name="/new_session")
     cell = client.predict(session["id"], "What is 2 + 2?", "", api_name="/add_cell")

@@ -1,4 +1,5 @@
-"""Faults on a real SQLite file: another process holding the write lock, and a full disk.
+"""Faults on a real SQLite file and a real PostgreSQL: another process holding the write lock (a row
+lock on PostgreSQL), a full disk, and (PostgreSQL) the server stopped under a live store.
 
 Each test uses the real store, or the real app (`python app.py`) and gradio_client, and ends with
 PRAGMA integrity_check. The lock is a real one (a second process in BEGIN EXCLUSIVE); the full disk
@@ -26,7 +27,7 @@ from bench.common import ServerProcess
 from playground.app.notebook import Notebook
 from playground.app.service import Playground
 from playground.backends.local.engine import Engine
-from playground.errors import StoreBusy, StoreFull
+from playground.errors import StoreBusy, StoreFull, StoreUnavailable
 from playground.lanes import LaneSettings
 from playground.store import BUSY_TIMEOUT_S, open_store
 
@@ -328,8 +329,9 @@ def test_disk_full_injected_mid_run_keeps_the_last_checkpoint(pg, tmp_path):
         with pytest.raises(StoreFull) as err:
             for _views, _run in stream:
                 runs = store.get_session(OWNER, session.id).cells[0].latest.runs
-                checkpointed = max(r.generated_tokens for r in runs.values())
-                if checkpointed:  # one checkpoint is on disk: now the disk fills up
+                # Each lane checkpoints in a transaction of its own: wait until both have one on disk.
+                checkpointed = min(r.generated_tokens for r in runs.values())
+                if checkpointed:  # a checkpoint of every lane is on disk: now the disk fills up
                     with disk_full(store, "UPDATE runs"):
                         for _ in stream:
                             pass
@@ -371,3 +373,139 @@ def test_a_lock_held_past_the_busy_timeout_mid_run_costs_checkpoints_not_the_run
         for lane, r in saved.items():
             assert r.status == "done" and r.generated_tokens == len(run.results[lane].token_ids) == 300
     assert integrity(db) == "ok"
+
+
+# --- the same faults on PostgreSQL -------------------------------------------------------------------
+
+# A second process that locks one session's row (as a writer to it does), says so, holds it, lets go.
+ROW_LOCK_HOLDER = """
+import sys, time
+import psycopg
+with psycopg.connect(sys.argv[1]) as con:
+    con.execute("SELECT id FROM sessions WHERE id = %s FOR UPDATE", (sys.argv[2],))
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[3]))
+    con.rollback()
+print("released", flush=True)
+"""
+
+
+@contextmanager
+def row_locked(url: str, session_id: str, seconds: float):
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    proc = subprocess.Popen([sys.executable, "-c", ROW_LOCK_HOLDER, dsn, session_id, str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        yield proc
+    finally:
+        try:
+            proc.wait(timeout=seconds + 30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+@pytest.mark.postgres
+def test_postgres_writes_wait_out_a_row_lock_and_fail_clearly_past_the_busy_timeout(postgres_cluster):
+    url = postgres_cluster.fresh_database("faults_lock")
+    with open_store(url) as store:
+        session = store.create_session(OWNER, "locked")
+        other = store.create_session(OWNER, "not locked")
+        cell = store.add_cell(OWNER, session.id, prompt="before the lock")
+        with row_locked(url, session.id, LOCK_S) as holder:
+            # Another session's writes and every read go on: the lock is one row, not the database.
+            store.add_cell(OWNER, other.id, prompt="elsewhere")
+            assert len(store.list_sessions(OWNER)) == 2 and holder.poll() is None
+            added = store.add_cell(OWNER, session.id, prompt="written while locked")  # waits, then lands
+            run_ids = store.start_execution(OWNER, cell.id, {"standard": {}}, {"model_id": "m"})
+            assert store.finish_run(run_ids["standard"], status="done", prompt_tokens=5, metrics=None,
+                                    finish_reason="stop", error=None, **finish_args(3))
+            assert holder.stdout.readline().strip() == "released"
+        assert [c.id for c in store.get_session(OWNER, session.id).cells] == [cell.id, added.id]
+        with row_locked(url, session.id, BUSY_TIMEOUT_S + 2):
+            with pytest.raises(StoreBusy) as err:
+                store.add_cell(OWNER, session.id, prompt="lost?")
+        message = str(err.value)
+        assert "too busy" in message and "Try again" in message and "pg_stat_activity" in message
+        assert len(store.get_session(OWNER, session.id).cells) == 2  # refused whole
+        store.add_cell(OWNER, session.id, prompt="the retry")
+        assert [c.prompt for c in store.get_session(OWNER, session.id).cells][-1] == "the retry"
+        assert store.integrity_ok()
+
+
+@pytest.fixture(scope="module")
+def fault_cluster():
+    """A PostgreSQL of its own for faults that would disturb other tests (a full disk, a stopped server)."""
+    from bench.pgcluster import PostgresCluster, pg_bin
+
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed: run `apt-get install postgresql` (.ci/run does it)")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def small_pg_disk():
+    """small_disk's 8 MiB tmpfs, but where the cluster's user can reach it (pytest's folders are 0700)."""
+    import pwd
+    import shutil
+    import tempfile
+
+    mount = Path(tempfile.mkdtemp(prefix="playground-pgdisk-", dir="/tmp"))
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        shutil.rmtree(mount, ignore_errors=True)
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode})")
+    try:
+        space = mount / "pgspace"
+        space.mkdir()
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(space, user.pw_uid, user.pw_gid)
+        yield mount, space
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        shutil.rmtree(mount, ignore_errors=True)
+
+
+@pytest.mark.postgres
+def test_postgres_disk_full_under_a_real_tablespace(fault_cluster, small_pg_disk):
+    # The database lives on the 8 MiB tmpfs (a tablespace there); the WAL stays on the big disk.
+    small_disk, space = small_pg_disk
+    fault_cluster.sql(f"CREATE TABLESPACE small LOCATION '{space}'", database="postgres")
+    fault_cluster.sql("CREATE DATABASE full_disk TABLESPACE small", database="postgres")
+    url = fault_cluster.url.rsplit("/", 1)[0] + "/full_disk"
+    with open_store(url) as store:
+        session = store.create_session(OWNER, "full")
+        cell = store.add_cell(OWNER, session.id, prompt="p")
+        run_id = store.start_execution(OWNER, cell.id, {"standard": {}}, {"model_id": "m"})["standard"]
+        filler = fill(small_disk)
+        big = dict(finish_args(3), raw_text=os.urandom(4_000_000).hex())  # needs pages the disk cannot give
+        with pytest.raises(StoreFull) as err:
+            store.checkpoint_run(run_id, **big)
+        message = str(err.value)
+        assert "is full" in message and "not saved" in message and "Free space" in message
+        assert store.get_session(OWNER, session.id).cells[0].latest.runs["standard"].generated_tokens == 0
+        filler.unlink()
+        assert store.checkpoint_run(run_id, **dict(finish_args(3), raw_text="fits now"))
+        assert store.get_session(OWNER, session.id).cells[0].latest.runs["standard"].raw_text == "fits now"
+        assert store.integrity_ok()
+
+
+@pytest.mark.postgres
+def test_postgres_stopped_and_restarted_under_a_live_store(fault_cluster):
+    url = fault_cluster.fresh_database("faults_restart")
+    with open_store(url) as store:
+        session = store.create_session(OWNER, "outage")
+        fault_cluster.stop_server()
+        try:
+            with pytest.raises(StoreUnavailable) as err:
+                store.add_cell(OWNER, session.id, prompt="while down")
+            assert "PostgreSQL is running" in str(err.value) and "PLAYGROUND_DB_URL" in str(err.value)
+        finally:
+            fault_cluster.start_server()
+        # The pool's dead connections are noticed and replaced: the next call simply works.
+        store.add_cell(OWNER, session.id, prompt="after the restart")
+        assert [c.prompt for c in store.get_session(OWNER, session.id).cells] == ["after the restart"]

@@ -27,6 +27,8 @@ CONFINED = {
     "gradio_client": ("playground.ui",),
     "sqlalchemy": ("playground.store",),
     "alembic": ("playground.store",),
+    "psycopg": ("playground.store",),
+    "prometheus_client": ("playground.web.metrics",),
     "torch": ("playground.models", "playground.backends.local"),
     "transformers": ("playground.models", "playground.backends.local"),
     "bitsandbytes": ("playground.models", "playground.backends.local"),

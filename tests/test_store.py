@@ -1,4 +1,5 @@
-"""The store on real SQLite files: migrations, CRUD and ordering, ownership, runs, a real crash, shares."""
+"""The store on real databases, SQLite files and a real PostgreSQL alike (`db_target` runs each test on both):
+migrations, CRUD and ordering, ownership, runs, a real crash, shares, import/export."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import inspect
 
 from playground.errors import InvalidInput
 from playground.evaluation.metrics import lane_metrics
-from playground.store import NotFound, StoreUnavailable, TokenArray, default_db_path, open_store
-from playground.store.db import current_revision, head_revision, migrate_file, schema_drift
+from playground.store import NotFound, StoreUnavailable, TokenArray, default_db_path, default_target, open_store
+from playground.store.db import connect, current_revision, head_revision, migrate_file, schema_drift
 
 ROOT = Path(__file__).resolve().parent.parent
 LANES = {"standard": {"seed": 1, "temperature": 0.0}, "reasoning": {"seed": 2, "temperature": 0.6}}
@@ -27,14 +29,33 @@ RECORD = {"model_id": "HuggingFaceTB/SmolLM2-135M-Instruct", "revision": "abc", 
 
 
 @pytest.fixture
-def store(tmp_path):
-    with open_store(tmp_path / "data" / "playground.db") as s:
+def store(db_target):
+    with open_store(db_target) as s:
         yield s
 
 
 def rows(path, sql, *args):
     with sqlite3.connect(path) as conn:
         return conn.execute(sql, args).fetchall()
+
+
+def sql(target, statement: str) -> list[tuple]:
+    """Run raw SQL on either engine, outside the store (what a second program would see)."""
+    engine = connect(target)
+    try:
+        with engine.begin() as conn:
+            result = conn.exec_driver_sql(statement)
+            return [tuple(r) for r in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def columns(target, table: str) -> list[str]:
+    engine = connect(target)
+    try:
+        return [c["name"] for c in inspect(engine).get_columns(table)]
+    finally:
+        engine.dispose()
 
 
 def lane_data(n: int, kind: str = "r", offset: float = 0.0) -> dict:
@@ -58,31 +79,49 @@ def test_default_db_path_follows_the_environment(monkeypatch, tmp_path):
     assert default_db_path() == tmp_path / ".local" / "share" / "reasoning-playground" / "playground.db"
 
 
-def test_open_creates_folders_and_sets_pragmas(store, tmp_path):
+def test_open_creates_folders_and_sets_pragmas(tmp_path):
+    store = open_store(tmp_path / "data" / "playground.db")
     assert (tmp_path / "data" / "playground.db").exists()
     p = store.pragmas()
     assert p["journal_mode"] == "wal" and p["foreign_keys"] == 1 and p["busy_timeout"] == 5000
     assert p["synchronous"] == 1  # NORMAL
     assert current_revision(store.engine) == head_revision() and schema_drift(store.engine) == []
     assert store.integrity_ok()
+    store.close()
 
 
-def test_upgrade_from_the_first_revision_keeps_rows(tmp_path):
-    path = tmp_path / "old.db"
-    migrate_file(path, "0001")
-    assert "forked_from" not in [c[1] for c in rows(path, "PRAGMA table_info(sessions)")]
-    with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
-                     "('a' || hex(randomblob(15)), 'old-owner', 'Made before forks', "
-                     "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
-    with open_store(path) as store:
-        assert "forked_from" in [c[1] for c in rows(path, "PRAGMA table_info(sessions)")]
-        assert current_revision(store.engine) == head_revision() == "0003"
+def test_upgrade_from_the_first_revision_keeps_rows(db_target):
+    migrate_file(db_target, "0001")
+    assert "forked_from" not in columns(db_target, "sessions")
+    sql(db_target, "INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
+                   "('a0000000000000000000000000000001', 'old-owner', 'Made before forks', "
+                   "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    with open_store(db_target) as store:
+        assert {"forked_from"} <= set(columns(db_target, "sessions")) and "replica" in columns(db_target, "runs")
+        assert current_revision(store.engine) == head_revision() == "0004"
+        assert schema_drift(store.engine) == []
         [old] = store.list_sessions("old-owner")
         assert old.title == "Made before forks" and old.forked_from is None
         assert old.created_at.isoformat() == "2024-01-02T03:04:05+00:00"
         assert store.create_session("old-owner", "New").forked_from is None
-    assert rows(path, "PRAGMA journal_mode") == [("wal",)]  # persistent: set by the first open
+    if isinstance(db_target, Path):
+        assert rows(db_target, "PRAGMA journal_mode") == [("wal",)]  # persistent: set by the first open
+
+
+def test_the_running_index_is_partial_on_both_engines(store, db_target):
+    [index] = [i for i in inspect(store.engine).get_indexes("runs") if i["name"] == "ix_runs_running"]
+    where = index.get("dialect_options", {}).get(f"{store.engine.dialect.name}_where")
+    assert "running" in str(where)
+
+
+def test_default_target_is_the_url_when_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLAYGROUND_DB", str(tmp_path / "x.db"))
+    monkeypatch.delenv("PLAYGROUND_DB_URL", raising=False)
+    assert default_target() == tmp_path / "x.db"
+    monkeypatch.setenv("PLAYGROUND_DB_URL", "postgres://u:p%40ss@db:5432/play")
+    assert default_target() == "postgresql+psycopg://u:p%40ss@db:5432/play"  # psycopg 3, password kept
+    monkeypatch.setenv("PLAYGROUND_DB_URL", f"sqlite:///{tmp_path}/y.db")
+    assert default_target() == tmp_path / "y.db"
 
 
 def test_an_unusable_file_says_what_to_do(tmp_path):
@@ -90,6 +129,29 @@ def test_an_unusable_file_says_what_to_do(tmp_path):
     for path in (tmp_path, tmp_path / "garbage.db"):
         with pytest.raises(StoreUnavailable, match="PLAYGROUND_DB"):
             open_store(path)
+
+
+@pytest.mark.postgres
+def test_an_unreachable_postgres_says_what_to_do(postgres_cluster):
+    from bench.common import free_port
+
+    url = f"postgresql+psycopg://someone:hunter2@127.0.0.1:{free_port()}/nothing"
+    with pytest.raises(StoreUnavailable, match="PLAYGROUND_DB_URL") as err:
+        open_store(url)
+    assert "hunter2" not in str(err.value) and "is PostgreSQL running" not in str(err.value)
+    missing = postgres_cluster.url.rsplit("/", 1)[0] + "/no_such_database"
+    with pytest.raises(StoreUnavailable, match="no_such_database"):
+        open_store(missing)
+
+
+@pytest.mark.postgres
+def test_postgres_connections_wait_out_locks_for_the_busy_timeout(postgres_cluster):
+    with open_store(postgres_cluster.fresh_database("settings_check")) as store:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "5s"
+            assert conn.exec_driver_sql("SHOW server_encoding").scalar() == "UTF8"
+        assert current_revision(store.engine) == head_revision() and schema_drift(store.engine) == []
+        assert store.integrity_ok()
 
 
 # --- sessions --------------------------------------------------------------------------------------
@@ -146,6 +208,28 @@ def test_limits_are_checked_at_the_edge(store):
         store.create_share("me", s.id, "short")
     with pytest.raises(InvalidInput):
         store.fork_session("me")
+
+
+def test_text_no_engine_can_store_is_refused_or_replaced_alike(store):
+    sid = store.create_session("me", "NUL").id
+    for bad in (dict(prompt="a\x00b"), dict(note="a\x00"), dict(system_prompt="\x00"), dict(expected="4\x00")):
+        with pytest.raises(InvalidInput, match="NUL character"):
+            store.add_cell("me", sid, **bad)
+    with pytest.raises(InvalidInput, match="NUL character"):
+        store.rename_session("me", sid, "a\x00b")
+    with pytest.raises(InvalidInput, match="MAX_OWNER_CHARS"):
+        store.create_session("o" * 201)
+    cid = store.add_cell("me", sid, prompt="p", settings={"standard": {"stop": "a\x00b"}, "reasoning": {}}).id
+    runs = store.start_execution("me", cid, LANES, RECORD)
+    # Model output with a NUL (a byte-level token can decode to one) is kept, the NUL replaced.
+    out = dict(lane_data(3, "a"), raw_text="x\x00y", answer_text="x\x00y")
+    assert store.checkpoint_run(runs["standard"], **out)
+    assert store.finish_run(runs["standard"], status="error", **out, prompt_tokens=1, metrics=None,
+                            finish_reason="a remote server's " + "very " * 20 + "long reason", error="bad\x00body")
+    run = store.get_session("me", sid).cells[0].latest.runs["standard"]
+    assert run.raw_text == run.answer_text == "x\ufffdy" and run.error == "bad\ufffdbody"
+    assert len(run.finish_reason) == 64 and run.finish_reason.startswith("a remote server's very")
+    assert store.get_session("me", sid).cells[0].settings["standard"]["stop"] == "a\x00b"  # JSON escapes it
 
 
 # --- cells ---------------------------------------------------------------------------------------
@@ -352,7 +436,7 @@ def test_the_final_record_is_stored_at_finish_and_by_set_record(store):
                          finish_reason="stop", error=None, record=["not", "a", "dict"])
 
 
-def test_mark_interrupted_keeps_checkpointed_tokens(store, tmp_path):
+def test_mark_interrupted_keeps_checkpointed_tokens(store, db_target):
     sid = store.create_session("me").id
     cid = store.add_cell("me", sid, prompt="p").id
     runs = store.start_execution("me", cid, LANES, RECORD)
@@ -360,7 +444,7 @@ def test_mark_interrupted_keeps_checkpointed_tokens(store, tmp_path):
     store.finish_run(runs["standard"], status="stopped", **lane_data(2, "a"), prompt_tokens=3, metrics={},
                      finish_reason="stopped", error=None)
     store.close()
-    with open_store(tmp_path / "data" / "playground.db") as again:
+    with open_store(db_target) as again:
         assert again.mark_interrupted() == 1 and again.mark_interrupted() == 0
         latest = again.get_session("me", sid).cells[0].latest.runs
         run = latest["reasoning"]
@@ -388,8 +472,8 @@ while True:
 """
 
 
-def test_a_killed_process_leaves_an_interrupted_run_with_its_tokens(tmp_path):
-    path = tmp_path / "crash.db"
+def test_a_killed_process_leaves_an_interrupted_run_with_its_tokens(db_target):
+    path = db_target
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", CRASHER, str(path)], stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -470,7 +554,7 @@ def test_duplicate_and_import_copy_runs_under_new_ids(store):
     assert store.get_session("me", sid).cells[0].latest.runs["reasoning"].status == "running"
 
 
-def test_shares_read_without_owner_until_revoked(store, tmp_path):
+def test_shares_read_without_owner_until_revoked(store, db_target):
     sid = store.create_session("me", "Shared").id
     store.add_cell("me", sid, prompt="look")
     token = "s" * 43
@@ -496,26 +580,24 @@ def test_shares_read_without_owner_until_revoked(store, tmp_path):
     assert store.list_shares("me", sid)[0].revoked_at is not None
     store.create_share("me", sid, "v" * 43)
     store.delete_session("me", sid)
-    path = tmp_path / "data" / "playground.db"
-    assert rows(path, "SELECT count(*) FROM shares") == [(0,)] and rows(path, "SELECT count(*) FROM cells") == [(1,)]
+    assert sql(db_target, "SELECT count(*) FROM shares") == [(0,)]
+    assert sql(db_target, "SELECT count(*) FROM cells") == [(1,)]
     with pytest.raises(NotFound):
         store.shared_session("v" * 43)
     assert store.get_session("you", fork.id).forked_from == sid  # a fork outlives its source
 
 
 # --- grading columns (0003) ---------------------------------------------------------------------
-def test_upgrade_from_0002_keeps_cells_ungraded(tmp_path):
-    path2 = tmp_path / "v2.db"
-    migrate_file(path2, "0002")
-    with sqlite3.connect(path2) as conn:
-        conn.execute("INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
-                     "('s1', 'me', 'Old', '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
-        conn.execute("INSERT INTO cells (id, session_id, position, kind, prompt, system_prompt, note, settings, "
-                     "created_at, updated_at) VALUES ('c1', 's1', 0, 'prompt', '2+2?', NULL, '', '{}', "
-                     "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
-    with open_store(path2) as store:
-        cols = [c[1] for c in rows(path2, "PRAGMA table_info(cells)")]
-        assert cols[-2:] == ["expected", "grader"] and "grade" in [c[1] for c in rows(path2, "PRAGMA table_info(runs)")]
+def test_upgrade_from_0002_keeps_cells_ungraded(db_target):
+    migrate_file(db_target, "0002")
+    sql(db_target, "INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
+                   "('s1', 'me', 'Old', '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    sql(db_target, "INSERT INTO cells (id, session_id, position, kind, prompt, system_prompt, note, settings, "
+                   "created_at, updated_at) VALUES ('c1', 's1', 0, 'prompt', '2+2?', NULL, '', '{}', "
+                   "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    with open_store(db_target) as store:
+        cols = columns(db_target, "cells")
+        assert cols[-2:] == ["expected", "grader"] and "grade" in columns(db_target, "runs")
         [cell] = store.get_session("me", "s1").cells
         assert (cell.prompt, cell.expected, cell.grader) == ("2+2?", None, None)
         assert schema_drift(store.engine) == []

@@ -31,8 +31,12 @@ def describe_startup(settings: Settings) -> list[str]:
     except ValueError:
         what = f"{settings.model!r} (not a preset, Hugging Face id or folder: loading will say why)"
     lines.append(f"model: {what} ({_why(settings, 'model', 'the default: the embedded model needs no network')})")
-    db_reason = _why(settings, "db", f"the default: {DB_FILENAME} in the home folder")
-    lines.append(f"database: {settings.db} ({db_reason}); home: {settings.home}")
+    if settings.db_url is not None:  # the URL without its user and password
+        lines.append(f"database: PostgreSQL {safe_url(settings.db_url.get_secret_value())} (PLAYGROUND_DB_URL is "
+                     f"set), replica {settings.replica_id}; home: {settings.home}")
+    else:
+        db_reason = _why(settings, "db", f"the default: {DB_FILENAME} in the home folder")
+        lines.append(f"database: {settings.db} ({db_reason}); home: {settings.home}")
     public_reason = _why(settings, "public", "SPACE_ID is set: a Space is public" if on_space()
                          else "the default: a private, local server")
     lines.append(f"public: {'yes' if settings.public else 'no'} ({public_reason})"

@@ -19,19 +19,42 @@ MAX_LIST_LIMIT = 500
 MIN_SHARE_TOKEN_CHARS = 32
 MAX_SHARE_TOKEN_CHARS = 200
 EDITABLE_CELL_FIELDS = ("kind", "prompt", "system_prompt", "note", "settings", "expected", "grader")
+MAX_OWNER_CHARS = 200  # the owner column's width: a cookie id is 43 characters, a login name far less
+MAX_FINISH_REASON_CHARS = 64  # the finish_reason column's width; a remote server's longer reason is cut
+# PostgreSQL's text cannot hold NUL (SQLite's can): typed text with one is refused, and model output
+# gets U+FFFD in its place on both engines, so a run reads back the same from either.
+NUL = "\x00"
+NUL_REPLACEMENT = "\ufffd"
+
+
+def check_text(text: str, what: str) -> str:
+    """Text a visitor typed, refused when no database could store it."""
+    check_encodable(text, what)
+    if NUL in text:
+        raise InvalidInput(f"The {what} contains a NUL character (\\x00), which the database cannot store: "
+                           "remove it.")
+    return text
+
+
+def storable(text: str | None) -> str | None:
+    """Text the model or a server produced: kept, with NUL characters replaced (see NUL_REPLACEMENT)."""
+    return text.replace(NUL, NUL_REPLACEMENT) if isinstance(text, str) and NUL in text else text
 
 
 def check_owner(owner) -> str:
     # An empty owner is a caller bug (no browser secret, no user), never a real identity.
     if not isinstance(owner, str) or not owner:
         raise InvalidInput("The owner identity is missing: sign in, or allow the browser to keep its key.")
+    if len(owner) > MAX_OWNER_CHARS:
+        raise InvalidInput(f"The owner identity has {len(owner)} characters, over the limit of {MAX_OWNER_CHARS} "
+                           "(MAX_OWNER_CHARS): use a shorter user name.")
     return owner
 
 
 def check_title(title) -> str:
     if not isinstance(title, str) or not title.strip():
         raise InvalidInput("A session title cannot be empty: type a name.")
-    title = check_encodable(title.strip(), "title")
+    title = check_text(title.strip(), "title")
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidInput(f"The title has {len(title)} characters, over the limit of {MAX_TITLE_CHARS} "
                            "(MAX_TITLE_CHARS): shorten it.")
@@ -71,7 +94,7 @@ def check_cell_fields(values: dict) -> dict:
         raise InvalidInput(f"kind={values['kind']!r}: a cell is one of {', '.join(CELL_KINDS)}.")
     for name in ("prompt", "note", "system_prompt"):
         if name in values and isinstance(values[name], str):
-            check_encodable(values[name], name.replace("_", " "))
+            check_text(values[name], name.replace("_", " "))
     for name in ("prompt", "note"):
         if name in values and not isinstance(values[name], str):
             raise InvalidInput(f"The cell's {name} must be text.")
@@ -80,7 +103,7 @@ def check_cell_fields(values: dict) -> dict:
     if "settings" in values and not isinstance(values["settings"], dict):
         raise InvalidInput('Cell settings must be a dict: {"standard": {...}, "reasoning": {...}}.')
     if values.get("expected") is not None:
-        check_encodable(check_expected(values["expected"]), "expected answer")
+        check_text(check_expected(values["expected"]), "expected answer")
     # The store keeps a grader's canonical form; whether it suits the expected answer (a valid
     # pattern, a number) is checked where both are typed (graders.check_grader), and a stored
     # mismatch grades as "error" with the reason rather than failing to load.
@@ -88,6 +111,14 @@ def check_cell_fields(values: dict) -> dict:
     if grader is not None and (not isinstance(grader, dict) or grader.get("kind") not in GRADER_KINDS):
         raise InvalidInput(f"grader={grader!r}: use None or {{\"kind\": one of {', '.join(GRADER_KINDS)}}}.")
     return values
+
+
+def finish_note(finish_reason: str | None, error: str | None) -> dict:
+    """A finish's reason (cut to MAX_FINISH_REASON_CHARS) and error text, as the columns hold them."""
+    if not all(value is None or isinstance(value, str) for value in (finish_reason, error)):
+        raise InvalidInput("finish_reason and error must be text or None.")
+    reason = storable(finish_reason)
+    return dict(finish_reason=reason[:MAX_FINISH_REASON_CHARS] if reason else reason, error=storable(error))
 
 
 def check_lane(lane) -> str:
@@ -137,6 +168,7 @@ def run_progress(raw_text, reasoning_text, answer_text, token_ids, token_times, 
                            f"{len(flags)} forced flags; each token needs one of each.")
     if not all(isinstance(t, str) for t in (raw_text, reasoning_text, answer_text)):
         raise InvalidInput("A run's texts must be strings.")
-    return dict(raw_text=raw_text, reasoning_text=reasoning_text, answer_text=answer_text,
+    return dict(raw_text=storable(raw_text), reasoning_text=storable(reasoning_text),
+                answer_text=storable(answer_text),
                 token_ids=pack_ids(token_ids), token_times=pack_times(token_times), token_kinds=kinds, forced=flags,
                 generated_tokens=n, reasoning_tokens=kinds.count("r"), answer_tokens=kinds.count("a"))

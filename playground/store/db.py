@@ -1,34 +1,33 @@
-"""The SQLite engine (WAL, foreign keys, busy timeout) and Alembic migrations, configured in code.
+"""Which database, its engine, and the Alembic migrations, configured in code.
 
-`connect(path)` returns an Engine whose every connection has the pragmas set, and whose two
-faults a user can act on (the file locked by another program past the busy timeout, a full
-disk) come out as StoreBusy / StoreFull with a message that says what to do; `migrate(engine)`
-brings the schema to a revision (head by default) inside one transaction, so a failed upgrade
-leaves the file as it was. No alembic.ini is needed: the script folder is found next to this file.
+Two engines run the same schema and the same repository code: SQLite (the embedded default, a
+file: PLAYGROUND_DB, else <PLAYGROUND_HOME>/playground.db) and PostgreSQL (PLAYGROUND_DB_URL,
+`postgresql+psycopg://user:pass@host:5432/db`, for several replicas on one database). Each
+engine's room (sqlite.py, postgres.py) maps its own faults to the same named errors.
+`migrate(engine)` brings the schema to a revision (head by default) inside one transaction, so a
+failed upgrade leaves the database as it was. No alembic.ini is needed: the script folder is
+found next to this file.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 
 from playground.config import DB_FILENAME, default_home
-from playground.errors import StoreBusy, StoreFull
 
-from . import codec
+from . import postgres, sqlite
+from .sqlite import WRITE
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-# How long a writer waits for another connection's write lock before "database is locked".
-BUSY_TIMEOUT_S = 5.0
-# Execution option that makes a transaction start with BEGIN IMMEDIATE (see _begin).
-WRITE = "playground_write"
+DB_URL_ENV = "PLAYGROUND_DB_URL"
+SQLITE_URL_PREFIX = "sqlite:///"
 
 
 def default_db_path() -> Path:
@@ -38,87 +37,58 @@ def default_db_path() -> Path:
     return default_home() / DB_FILENAME
 
 
-def connect(path: str | Path) -> Engine:
-    """An engine on the SQLite file at `path` (parent folders created), pragmas set per connection."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(
-        f"sqlite:///{path}",
-        # gradio calls the store from worker threads; each call checks a connection out of the
-        # pool for its own short session, so no connection is ever used by two threads at once.
-        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
-        json_serializer=codec.dumps,
-        json_deserializer=codec.loads,
-    )
-    event.listen(engine, "connect", _on_connect)
-    event.listen(engine, "begin", _begin)
-    event.listen(engine, "handle_error", _explain_error(path))
-    return engine
+def default_target() -> str | Path:
+    """PLAYGROUND_DB_URL when set (a PostgreSQL URL, or sqlite:///path), else the SQLite file."""
+    url = os.environ.get(DB_URL_ENV, "").strip()
+    return resolve_target(url) if url else default_db_path()
 
 
-def _explain_error(path: Path):
-    """A handle_error hook: SQLite's terse "database is locked" / "database or disk is full" become
-    errors that name the file and the fix. Either way SQLite rolled the transaction back whole: the
-    file holds what the last successful write left, and the caller knows this write did not happen."""
-
-    def hook(context) -> None:
-        orig = context.original_exception
-        if not isinstance(orig, sqlite3.OperationalError):
-            return
-        text = str(orig).lower()
-        if "database or disk is full" in text:
-            raise StoreFull(f"The disk holding the database {path} is full, so this change was not saved (what was "
-                            "saved before is intact). Free some space on that disk, or set PLAYGROUND_DB to a file "
-                            "on a bigger one, then try again.") from orig
-        if "database is locked" in text or "database table is locked" in text:
-            raise StoreBusy(f"The database {path} stayed locked by another connection for more than "
-                            f"{BUSY_TIMEOUT_S:g} s, so this change was not saved. Try again; if it keeps happening, "
-                            "look for another program holding the file (a second server on the same PLAYGROUND_DB, "
-                            "a backup tool, an open sqlite3 shell).") from orig
-
-    return hook
+def resolve_target(target: str | Path) -> str | Path:
+    """A PostgreSQL URL stays a (normalized) URL; sqlite:///path and plain paths become a Path."""
+    if isinstance(target, str) and postgres.is_postgres_url(target):
+        return postgres.normalize_url(target)
+    if isinstance(target, str) and target.startswith(SQLITE_URL_PREFIX):
+        return Path(target.removeprefix(SQLITE_URL_PREFIX)).expanduser()
+    return Path(target).expanduser()
 
 
-def _on_connect(dbapi_connection, _record) -> None:
-    # Take BEGIN away from the sqlite3 module (it skips it before SELECT and DDL): _begin emits it,
-    # so reads are repeatable and migrations are transactional.
-    dbapi_connection.isolation_level = None
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer, nor it them
-    cur.execute("PRAGMA foreign_keys=ON")  # off by default in SQLite: ON DELETE CASCADE needs it
-    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-    # In WAL mode NORMAL survives a process crash (only power loss may drop the last commits)
-    # and saves an fsync per commit, which is what makes a checkpoint a few milliseconds.
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+def describe(target: str | Path) -> str:
+    """What logs and messages call the database: a file path, or the URL with its password masked."""
+    return postgres.safe_url(target) if isinstance(target, str) else str(target)
 
 
-def _begin(conn) -> None:
-    # A write transaction takes the write lock up front: a deferred one that reads first and then
-    # writes can fail at once with SQLITE_BUSY, because busy_timeout cannot wait out a lock upgrade.
-    immediate = conn.get_execution_options().get(WRITE, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+def connect(target: str | Path) -> Engine:
+    target = resolve_target(target)
+    return postgres.connect(target) if isinstance(target, str) else sqlite.connect(target)
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
-        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+        # configparser would read a % in a password as interpolation.
+        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     return cfg
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the schema to `revision`, all steps in one write transaction."""
+    """Upgrade the schema to `revision`, all steps in one write transaction (PostgreSQL's DDL is
+    transactional too); on PostgreSQL one replica at a time."""
     cfg = alembic_config(engine)
     with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+        if is_postgres(engine):
+            postgres.lock_for_migration(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
 
-def migrate_file(path: str | Path, revision: str = "head") -> None:
-    """migrate() for a file path, for tools and tests that never hold an engine."""
-    engine = connect(path)
+def migrate_file(target: str | Path, revision: str = "head") -> None:
+    """migrate() for a file path or URL, for tools and tests that never hold an engine."""
+    engine = connect(target)
     try:
         migrate(engine, revision)
     finally:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 CELL_KINDS = ("prompt", "note")
+REPLICA_ID_CHARS = 100
 
 
 def utcnow() -> datetime:
@@ -80,9 +81,10 @@ class RunRow(Base):
     __table_args__ = (
         # One row per lane per execution; its leading cell_id doubles as the cell_id index.
         Index("ux_runs_cell_execution_lane", "cell_id", "execution", "lane", unique=True),
-        # mark_interrupted() runs at every start-up: a partial index finds the few running rows
-        # without scanning every run ever made.
-        Index("ix_runs_running", "status", sqlite_where=text("status = 'running'")),
+        # mark_interrupted() runs at every start-up (and replicas.reap_dead every lease): a partial
+        # index finds the few running rows without scanning every run ever made.
+        Index("ix_runs_running", "status", sqlite_where=text("status = 'running'"),
+              postgresql_where=text("status = 'running'")),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -113,6 +115,9 @@ class RunRow(Base):
     forced: Mapped[str] = mapped_column(Text)  # "0"/"1"
     # Added by 0003: the answer's grade, cached (a python test costs seconds); see graders.Grade.
     grade: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # Added by 0004: the server process (replicas.id) that runs it; None for runs from before 0004
+    # and for copies, which nothing runs.
+    replica: Mapped[str | None] = mapped_column(String(REPLICA_ID_CHARS), nullable=True)
 
 
 class ShareRow(Base):
@@ -123,3 +128,13 @@ class ShareRow(Base):
     session_id: Mapped[str] = mapped_column(String(32), ForeignKey("sessions.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ReplicaRow(Base):
+    """Added by 0004: one row per live server process on this database, kept fresh by its heartbeat."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(REPLICA_ID_CHARS), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 
-from sqlalchemy import String, bindparam, case, insert, select
+from sqlalchemy import Select, String, bindparam, case, exists, insert, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from playground.errors import NotFound
@@ -26,11 +26,13 @@ from .checks import (
     check_owner,
     check_status,
     check_title,
+    escape_like,
     run_progress,
 )
 from .codec import unpack_ids, unpack_times
 from .models import CellRow, RunRow, SessionRow, ShareRow
 from .records import CellFull, CellInfo, Execution, RunInfo, SessionFull, SessionInfo
+from .sqlite import WRITE
 
 sessions_t = SessionRow.__table__
 cells_t = CellRow.__table__
@@ -53,12 +55,19 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _locking(s: Session, stmt: Select) -> Select:
+    """In a write transaction, lock the session row found (PostgreSQL; SQLite writes are serialized
+    by BEGIN IMMEDIATE and SQLAlchemy renders no FOR UPDATE there): two writers to one session
+    (adding cells, numbering executions) take turns instead of reading the same count."""
+    return stmt.with_for_update(of=sessions_t) if s.info.get(WRITE) else stmt
+
+
 def owned_session(s: Session, owner: str, session_id) -> SessionInfo:
     check_owner(owner)
     if not isinstance(session_id, str):
         raise NotFound(MISSING_SESSION)
-    row = s.execute(select(*SESSION_COLS).where(sessions_t.c.id == session_id,
-                                                sessions_t.c.owner == owner)).first()
+    row = s.execute(_locking(s, select(*SESSION_COLS).where(sessions_t.c.id == session_id,
+                                                            sessions_t.c.owner == owner))).first()
     if row is None:
         raise NotFound(MISSING_SESSION)
     return SessionInfo(*row)
@@ -69,8 +78,8 @@ def owned_cell(s: Session, owner: str, cell_id, runs: bool = False) -> CellInfo:
     check_owner(owner)
     if not isinstance(cell_id, str):
         raise NotFound(MISSING_CELL)
-    row = s.execute(select(*CELL_COLS).join(sessions_t, sessions_t.c.id == cells_t.c.session_id)
-                    .where(cells_t.c.id == cell_id, sessions_t.c.owner == owner)).first()
+    row = s.execute(_locking(s, select(*CELL_COLS).join(sessions_t, sessions_t.c.id == cells_t.c.session_id)
+                             .where(cells_t.c.id == cell_id, sessions_t.c.owner == owner))).first()
     if row is None:
         raise NotFound(MISSING_CELL)
     return load_cell(s, CellInfo(*row)) if runs else CellInfo(*row)
@@ -87,8 +96,35 @@ def shared_source(s: Session, token) -> SessionInfo:
     return SessionInfo(*row)
 
 
-def touch_session(s: Session, session_id: str, now: datetime) -> None:
-    s.execute(sessions_t.update().where(sessions_t.c.id == session_id).values(updated_at=now))
+def touch_session(s: Session, session_id: str | None, now: datetime) -> None:
+    if session_id is not None:
+        s.execute(sessions_t.update().where(sessions_t.c.id == session_id).values(updated_at=now))
+
+
+def lock_session_of_run(s: Session, run_id) -> str | None:
+    """The id of the run's session, its row locked (as owned_session locks it); None: no such run."""
+    return s.execute(_locking(s, select(sessions_t.c.id).join(cells_t, cells_t.c.session_id == sessions_t.c.id)
+                              .join(runs_t, runs_t.c.cell_id == cells_t.c.id).where(runs_t.c.id == run_id))).scalar()
+
+
+def list_query(owner: str | None, query: str, postgres: bool) -> Select:
+    """Sessions (the owner's, or everyone's), most recently updated first, matching `query` in the
+    title or a cell's prompt, case-insensitively."""
+    stmt = select(*SESSION_COLS)
+    if owner is not None:
+        stmt = stmt.where(sessions_t.c.owner == owner)
+    if query:
+        pattern = "%" + escape_like(query) + "%"
+        # SQLite's LIKE already folds ASCII case; PostgreSQL's is exact, ILIKE folds every letter.
+        match = (lambda col: col.ilike(pattern, escape="\\")) if postgres else \
+            (lambda col: col.like(pattern, escape="\\"))
+        in_prompt = exists().where(cells_t.c.session_id == sessions_t.c.id, match(cells_t.c.prompt))
+        stmt = stmt.where(or_(match(sessions_t.c.title), in_prompt))
+    # A tie-break between equal timestamps keeps pages stable. SQLite: rowid (insertion order), the
+    # (owner, updated_at) index's last column, so the index still delivers rows sorted; PostgreSQL
+    # has no rowid: the id.
+    tie = sessions_t.c.id if postgres else literal_column("sessions.rowid")
+    return stmt.order_by(sessions_t.c.updated_at.desc(), tie.desc())
 
 
 def run_info(row) -> RunInfo:
@@ -146,8 +182,8 @@ def copy_session(s: Session, source: SessionInfo, owner: str, title: str, forked
     if run_ids:
         # Copy each run inside SQLite (INSERT ... SELECT): token arrays and texts never pass
         # through Python. A run still in flight is copied as "interrupted": nothing will ever
-        # finish the copy.
-        rest = [c for c in runs_t.c if c.name not in ("id", "cell_id", "status")]
+        # finish the copy, and no replica runs it (replica stays NULL).
+        rest = [c for c in runs_t.c if c.name not in ("id", "cell_id", "status", "replica")]
         source_run = select(bindparam("new_id", type_=String), bindparam("new_cell_id", type_=String),
                             case((runs_t.c.status == "running", "interrupted"), else_=runs_t.c.status),
                             *rest).where(runs_t.c.id == bindparam("old_id", type_=String))

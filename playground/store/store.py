@@ -1,27 +1,28 @@
 """SessionStore: the playground's sessions, cells, runs and shares, one short transaction per call.
 
-Thread-safe: every call opens its own ORM session on a pooled connection and closes it before
-returning, and every write starts with BEGIN IMMEDIATE, so concurrent writers queue on the
-busy timeout instead of failing. Methods on a session take its owner and raise NotFound for a
+Thread-safe, and safe across processes: every call opens its own ORM session on a pooled
+connection and closes it before returning. Writers never interleave on one session: on SQLite
+every write starts with BEGIN IMMEDIATE (one writer at a time, the others queue on the busy
+timeout); on PostgreSQL a write locks the row of the session it changes (SELECT ... FOR UPDATE),
+so writers to different sessions run side by side and those to one session queue on
+lock_timeout. Methods on a session take its owner and raise NotFound for a
 session that is missing or someone else's; run writes (checkpoint_run, finish_run) take only
 the run id, which the server made and never shows a browser.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
 
-from alembic.util import CommandError
-from sqlalchemy import Engine, delete, exists, func, literal_column, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from playground.errors import InvalidInput, NotFound, StoreUnavailable
 from playground.lanes import LANES
 
+from . import postgres, sqlite
 from .checks import (
     DEFAULT_TITLE,
     check_cell_fields,
@@ -30,74 +31,78 @@ from .checks import (
     check_owner,
     check_page,
     check_record,
-    check_share_token,
     check_title,
     copy_title,
-    escape_like,
+    finish_note,
     run_progress,
 )
-from .db import WRITE, connect, default_db_path, migrate
+from .db import WRITE, is_postgres
 from .models import utcnow
 from .queries import (
-    MISSING_SHARE,
-    SESSION_COLS,
     cells_t,
     copy_session,
     insert_sessions,
+    list_query,
     load_full,
+    lock_session_of_run,
     new_id,
     owned_cell,
     owned_session,
     runs_t,
     sessions_t,
     shared_source,
-    shares_t,
     touch_session,
 )
-from .records import CellInfo, SessionFull, SessionInfo, ShareInfo
+from .records import CellInfo, SessionFull, SessionInfo
+from .shares import ShareMethods
+
+log = logging.getLogger(__name__)
 
 
-def open_store(path: str | Path | None = None) -> SessionStore:
-    """Open (creating it if needed) the database at `path` (default: default_db_path()), migrated to head."""
-    path = Path(path if path is not None else default_db_path()).expanduser()
-    try:
-        engine = connect(path)
-    except OSError as exc:
-        raise StoreUnavailable(f"Cannot create the database folder {path.parent}: {exc}. Set PLAYGROUND_DB "
-                               "(or PLAYGROUND_HOME) to a writable place.") from exc
-    try:
-        migrate(engine)
-    except DBAPIError as exc:
-        engine.dispose()
-        raise StoreUnavailable(f"Cannot open the database {path}: {exc.orig}. If the file is damaged, move it "
-                               "aside (a new one is made); else set PLAYGROUND_DB to a writable file.") from exc
-    except CommandError as exc:  # e.g. a revision this checkout does not have
-        engine.dispose()
-        raise StoreUnavailable(f"The database {path} has a schema this version cannot read ({exc}): it was made "
-                               "by a newer playground. Upgrade, or set PLAYGROUND_DB to another file.") from exc
-    except BaseException:
-        engine.dispose()
-        raise
-    return SessionStore(engine)
+class SessionStore(ShareMethods):
+    """The repository over one database; make it with open_store(), share it across threads.
 
+    `replica` names the server process this store serves (see replicas.py): every run it starts
+    is marked as that replica's, so that if the replica dies, a live one can tell its runs apart."""
 
-class SessionStore:
-    """The repository over one database file; make it with open_store(), share it across threads."""
-
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, replica: str | None = None):
         self.engine = engine
-        self._reader = sessionmaker(engine)
-        self._writer = sessionmaker(engine.execution_options(**{WRITE: True}))
+        self.replica = replica
+        self.postgres = is_postgres(engine)
+        reads = engine.execution_options(isolation_level=postgres.READ_ISOLATION) if self.postgres else engine
+        self._reader = sessionmaker(reads)
+        # info[WRITE] tells queries.owned_session/owned_cell to lock the session row they find.
+        self._writer = sessionmaker(engine.execution_options(**{WRITE: True}), info={WRITE: True})
+
+        # Told of runs and store errors as they happen (the server's metrics, web/metrics.py): an
+        # object with runs_started, run_progress, run_finished and store_error, or None.
+        self.listener = None
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
-        with self._reader.begin() as s:
-            yield s
+        try:
+            with self._reader.begin() as s:
+                yield s
+        except StoreUnavailable as exc:
+            self._tell("store_error", type(exc).__name__)
+            raise
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        with self._writer.begin() as s:
-            yield s
+        try:
+            with self._writer.begin() as s:
+                yield s
+        except StoreUnavailable as exc:
+            self._tell("store_error", type(exc).__name__)
+            raise
+
+    def _tell(self, event: str, *args) -> None:
+        """Report to the listener after the fact; a listener's failure never fails the store's call."""
+        if self.listener is not None:
+            try:
+                getattr(self.listener, event)(*args)
+            except Exception:  # noqa: BLE001 - metrics must never cost a visitor their run
+                log.exception("store listener failed on %s", event)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -158,8 +163,8 @@ class SessionStore:
             return insert_sessions(s, owner, sessions)
 
     def list_sessions(self, owner: str, query: str = "", limit: int = 50, offset: int = 0) -> list[SessionInfo]:
-        """The owner's sessions, most recently updated first; `query` matches (case-insensitively,
-        ASCII letters only, as SQLite's LIKE does) the title or any cell's prompt."""
+        """The owner's sessions, most recently updated first; `query` matches the title or any cell's
+        prompt, case-insensitively (ASCII letters only on SQLite, as its LIKE does; all on PostgreSQL)."""
         check_owner(owner)
         return self._list(owner, query, limit, offset)
 
@@ -179,18 +184,7 @@ class SessionStore:
         check_page(limit, offset)
         if not isinstance(query, str):
             raise InvalidInput("The search query must be text.")
-        stmt = select(*SESSION_COLS)
-        if owner is not None:
-            stmt = stmt.where(sessions_t.c.owner == owner)
-        query = query.strip()
-        if query:
-            pattern = "%" + escape_like(query) + "%"
-            in_prompt = exists().where(cells_t.c.session_id == sessions_t.c.id,
-                                       cells_t.c.prompt.like(pattern, escape="\\"))
-            stmt = stmt.where(or_(sessions_t.c.title.like(pattern, escape="\\"), in_prompt))
-        # rowid breaks ties between equal timestamps; it is the last column of the
-        # (owner, updated_at) index, so the index still delivers rows already sorted.
-        stmt = stmt.order_by(sessions_t.c.updated_at.desc(), literal_column("sessions.rowid").desc())
+        stmt = list_query(owner, query.strip(), self.postgres)
         with self._read() as s:
             return [SessionInfo(*r) for r in s.execute(stmt.limit(limit).offset(offset))]
 
@@ -285,11 +279,13 @@ class SessionStore:
             run_ids = {lane: new_id() for lane in lanes}
             s.execute(runs_t.insert(), [dict(
                 id=run_ids[lane], cell_id=cell_id, execution=execution, lane=lane, status="running",
+                replica=self.replica,
                 prompt_tokens=0, generated_tokens=0, reasoning_tokens=0, answer_tokens=0,
                 started_at=now, updated_at=now, record={**record, "settings": settings},
                 raw_text="", reasoning_text="", answer_text="", token_ids=b"", token_times=b"", token_kinds="",
                 forced="") for lane, settings in lanes.items()])
             touch_session(s, cell.session_id, now)
+        self._tell("runs_started", run_ids, record)
         return run_ids
 
     def checkpoint_run(self, run_id: str, *, raw_text: str, reasoning_text: str, answer_text: str,
@@ -299,8 +295,16 @@ class SessionStore:
         False when the run is no longer running (finished, or its cell deleted): nothing is written."""
         values = run_progress(raw_text, reasoning_text, answer_text, token_ids, token_times, token_kinds, forced)
         with self._write() as s:
-            return s.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running")
-                             .values(**values, updated_at=utcnow())).rowcount == 1
+            if self.postgres:
+                # A checkpoint is best-effort (the next comes within a second), so it need not wait for its
+                # WAL flush: the trade SQLite's synchronous=NORMAL makes. A crash of the database server can
+                # lose the last ~0.6 s of checkpoints, never a finished run, and never corrupts anything.
+                s.execute(text("SET LOCAL synchronous_commit TO OFF"))
+            saved = s.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running")
+                              .values(**values, updated_at=utcnow())).rowcount == 1
+        if saved:
+            self._tell("run_progress", run_id, values["generated_tokens"])
+        return saved
 
     def finish_run(self, run_id: str, *, status: str, raw_text: str, reasoning_text: str, answer_text: str,
                    token_ids: Sequence[int], token_times: Sequence[float], token_kinds: str | Sequence[str],
@@ -315,13 +319,16 @@ class SessionStore:
             values["record"] = record
         now = utcnow()
         with self._write() as s:
+            # The session row first, as every other write takes it: locking the run and then the
+            # session would deadlock against a delete_session that holds the session and cascades.
+            session_id = lock_session_of_run(s, run_id)
             done = s.execute(update(runs_t).where(runs_t.c.id == run_id, runs_t.c.status == "running").values(
                 **values, status=status, prompt_tokens=prompt_tokens, metrics=metrics,
-                finish_reason=finish_reason, error=error, finished_at=now, updated_at=now)).rowcount == 1
+                **finish_note(finish_reason, error), finished_at=now, updated_at=now)).rowcount == 1
             if done:
-                session_of_run = (select(cells_t.c.session_id).join(runs_t, runs_t.c.cell_id == cells_t.c.id)
-                                  .where(runs_t.c.id == run_id).scalar_subquery())
-                s.execute(update(sessions_t).where(sessions_t.c.id == session_of_run).values(updated_at=now))
+                touch_session(s, session_id, now)
+        if done:
+            self._tell("run_finished", run_id, status, values["generated_tokens"], metrics)
         return done
 
     def set_grade(self, run_id: str, grade: dict | None) -> bool:
@@ -342,59 +349,29 @@ class SessionStore:
             return s.execute(update(runs_t).where(runs_t.c.id == run_id)
                              .values(record=record, updated_at=utcnow())).rowcount == 1
 
-    def mark_interrupted(self) -> int:
-        """At start-up: every run left "running" by a dead process becomes "interrupted", keeping the
-        tokens of its last checkpoint; finished_at is that checkpoint's time. Returns how many."""
+    def mark_interrupted(self, replica: str | None = None) -> int:
+        """Every run left "running" by a dead process becomes "interrupted", keeping the tokens of its
+        last checkpoint; finished_at is that checkpoint's time. Returns how many. With no replica:
+        every running run (one server per database, at its start-up); with one: that replica's
+        runs only (a replica restarting under its name: they are its previous life's)."""
+        stmt = update(runs_t).where(runs_t.c.status == "running")
+        if replica is not None:
+            stmt = stmt.where(runs_t.c.replica == replica)
         with self._write() as s:
-            return s.execute(update(runs_t).where(runs_t.c.status == "running")
-                             .values(status="interrupted", finished_at=runs_t.c.updated_at)).rowcount
+            return s.execute(stmt.values(status="interrupted", finished_at=runs_t.c.updated_at)).rowcount
 
-    # --- shares -----------------------------------------------------------------------------
-    def create_share(self, owner: str, session_id: str, token: str) -> str:
-        """Register `token` (the caller makes it with secrets.token_urlsafe(32)) as a read-only link."""
-        check_share_token(token)
-        try:
-            with self._write() as s:
-                owned_session(s, owner, session_id)
-                s.execute(shares_t.insert().values(token=token, session_id=session_id, created_at=utcnow()))
-        except IntegrityError:
-            raise InvalidInput("This share token is already in use: make a new one.") from None
-        return token
-
-    def revoke_share(self, owner: str, token: str) -> None:
-        """The link stops working at once; revoking twice is harmless."""
-        check_owner(owner)
-        with self._write() as s:
-            row = s.execute(select(shares_t.c.token).join(sessions_t, sessions_t.c.id == shares_t.c.session_id)
-                            .where(shares_t.c.token == token, sessions_t.c.owner == owner)).first()
-            if row is None:
-                raise NotFound(MISSING_SHARE)
-            s.execute(update(shares_t).where(shares_t.c.token == token, shares_t.c.revoked_at.is_(None))
-                      .values(revoked_at=utcnow()))
-
-    def shared_session(self, token: str) -> SessionFull:
-        """The session behind a live share token, for anyone holding it. Its owner comes back
-        blank: an owner identity may be a browser's secret, which would let a viewer act as it."""
+    def running_count(self, replica: str | None = None) -> int:
+        """Runs now "running" (of one replica, when named): the rows in generation, for /metrics."""
+        stmt = select(func.count()).select_from(runs_t).where(runs_t.c.status == "running")
+        if replica is not None:
+            stmt = stmt.where(runs_t.c.replica == replica)
         with self._read() as s:
-            return replace(load_full(s, shared_source(s, token)), owner="")
-
-    def list_shares(self, owner: str, session_id: str) -> list[ShareInfo]:
-        """Every token of the session, revoked ones included, newest first."""
-        with self._read() as s:
-            owned_session(s, owner, session_id)
-            rows = s.execute(select(shares_t.c.token, shares_t.c.session_id, shares_t.c.created_at,
-                                    shares_t.c.revoked_at).where(shares_t.c.session_id == session_id)
-                             .order_by(shares_t.c.created_at.desc()))
-            return [ShareInfo(*r) for r in rows]
+            return s.execute(stmt).scalar_one()
 
     # --- health -----------------------------------------------------------------------------
     def integrity_ok(self) -> bool:
-        with self.engine.connect() as conn:
-            return conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        return (postgres if self.postgres else sqlite).integrity_ok(self.engine)
 
     def pragmas(self) -> dict[str, str | int]:
-        """The connection settings in force (journal_mode, foreign_keys, busy_timeout, synchronous)."""
-        with self.engine.connect() as conn:
-            return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                    for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")}
-
+        """SQLite's connection settings in force (journal_mode, foreign_keys, busy_timeout, synchronous)."""
+        return sqlite.pragmas(self.engine)

@@ -72,7 +72,10 @@ def upgrade() -> None:
         sa.Column("forced", sa.Text(), nullable=False),
     )
     op.create_index("ux_runs_cell_execution_lane", "runs", ["cell_id", "execution", "lane"], unique=True)
-    op.create_index("ix_runs_running", "runs", ["status"], sqlite_where=sa.text("status = 'running'"))
+    # postgresql_where was added when PostgreSQL became the store's second engine; SQLite ignores it, so
+    # every SQLite file this revision ever made is the same, and PostgreSQL gets the same partial index.
+    op.create_index("ix_runs_running", "runs", ["status"], sqlite_where=sa.text("status = 'running'"),
+                    postgresql_where=sa.text("status = 'running'"))
 
     op.create_table(
         "shares",

@@ -185,3 +185,19 @@ def test_a_16000_token_lane_is_drawn_with_bounded_points_and_counted_whole():
         assert sum(len(t.x) for t in fig.data) <= 2 * 160 + 4
     tokens = tokens_over_time([s], max_points=150)
     assert max(y for t in tokens.data for y in t.y if y is not None) == n
+
+
+# --- the page's handlers and the public API ---------------------------------------------------------
+def test_the_page_leaves_the_public_endpoint_names_alone(store):
+    """A private page handler still takes its function's name: one called `run` would push /run to /run_1
+    (test_server checks the same through a served page; this one needs no model)."""
+    import re
+
+    from playground.app.service import Playground
+    from playground.config import Settings
+    from playground.ui.app import create_app
+
+    names = set(create_app(Playground(Settings()), store, b"k" * 32).get_api_info()["named_endpoints"])
+    assert {"/run", "/stop", "/sessions", "/new_session", "/get_session", "/add_cell", "/run_cell", "/stop_cell",
+            "/plan", "/load"} <= names
+    assert not [n for n in names if re.search(r"_\d+$", n)], names

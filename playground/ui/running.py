@@ -45,8 +45,9 @@ def wire_runs(nb, pg, store, secret: bytes, gates, ui, sid, insights_refresh, in
         gate.asked(cell_id)
         return gr.Timer(active=True), rows.patch(gate.next_seq(), [{"id": cell_id, "lanes": rows.queued_lanes()}])
 
-    # Explicit parameters: gradio injects gr.Request only into a named positional parameter.
-    def run(cell_id, prompt, system, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k,
+    # Explicit parameters: gradio injects gr.Request only into a named positional parameter. Not named `run`
+    # (nor `stop` below): a private handler still takes its name, and would push the API's /run to /run_1.
+    def run_open_cell(cell_id, prompt, system, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp, r_top_p, r_top_k,
             r_seed, r_budget, request: gr.Request):
         gate, key = gates.of(request), run_key(request, cell_id)
         try:
@@ -70,18 +71,18 @@ def wire_runs(nb, pg, store, secret: bytes, gates, ui, sid, insights_refresh, in
     # step of an earlier click is pending, so a cell's Run pressed while another cell runs would never run.
     chained = dict(api_visibility="private", trigger_mode="multiple")
     listen(d.run.click, ask, d.open_id, [timer, ui.cells], queue=False, show_progress="hidden").then(
-        page(run), inputs, d.lanes, concurrency_id=GPU_POOL,
+        page(run_open_cell), inputs, d.lanes, concurrency_id=GPU_POOL,
         # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
         show_progress="full", show_progress_on=[d.s_status, d.r_status], **chained).then(
         page(settle), None, settled, concurrency_limit=None, **chained).then(
         page(insights_refresh), sid, insights_outputs, concurrency_limit=None, **chained)
     listen(timer.tick, settle, None, settled, show_progress="hidden")
 
-    def stop(cell_id, request: gr.Request):
+    def stop_open_cell(cell_id, request: gr.Request):
         if cell_id:
             pg.stop(run_key(request, cell_id))
 
-    listen(d.stop.click, stop, d.open_id, None)
+    listen(d.stop.click, stop_open_cell, d.open_id, None)
     return timer
 
 

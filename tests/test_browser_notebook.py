@@ -127,13 +127,14 @@ def test_a_click_right_after_add_lands_in_the_new_cell(browser, app, store, owne
 
 def test_add_move_delete_and_run_while_another_cell_streams(browser, app, store, owner):
     session = store.create_session(owner, "busy")
-    long = {"standard": {"max_new_tokens": 1200}, "reasoning": {"max_new_tokens": 2400}}
+    # Long enough that it still streams after the clicks below, however busy the box (20 s at 400 tokens/s).
+    long = {"standard": {"max_new_tokens": 4000}, "reasoning": {"max_new_tokens": 8000}}
     cells = [store.add_cell(owner, session.id, prompt=f"Cell number {i + 1}.", settings=long if i == 0 else
                             {"standard": {"max_new_tokens": 20}, "reasoning": {"max_new_tokens": 40}})
              for i in range(6)]
     context, page, errors = open_page(browser, app, owner, session.id, 6)
     try:
-        page.click(f"{VIEW} .run-btn")  # cell 1: about six seconds of tokens
+        page.click(f"{VIEW} .run-btn")  # cell 1: about twenty seconds of tokens
         wait_row_status(page, 1, "reasoning", "queued|running")
         row(page, 3).click()
         wait_title(page, 3)
@@ -161,7 +162,7 @@ def test_add_move_delete_and_run_while_another_cell_streams(browser, app, store,
                                ".prose.lane-status').innerText)", timeout=30_000)
         shown = page.locator(f"{VIEW} .lane-reasoning .prose.reasoning-trace").inner_text()
         assert shown.strip() == stored[2].latest.runs["reasoning"].reasoning_text.strip()
-        assert "1200" not in row(page, 3).inner_text() and "tok" in row(page, 1).inner_text()
+        assert "4000" not in row(page, 3).inner_text() and "tok" in row(page, 1).inner_text()
         assert errors == []
     finally:
         context.close()

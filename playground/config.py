@@ -78,7 +78,7 @@ ALLOWED: dict[str, str] = {
     "host": "an address to listen on, e.g. 127.0.0.1 or 0.0.0.0",
     "port": "an integer 1–65535",
     "max_prompt_chars": "an integer ≥ 1",
-    "max_new_tokens": "an integer ≥ 1",
+    "max_new_tokens": "an integer ≥ 1", "max_context_tokens": "an integer ≥ 0 (0: the model's max positions)",
     "cpu_threads": "an integer 0–1024 (0 picks by model size)",
     "queue_size": "an integer ≥ 1",
     "runs_per_visitor_per_hour": "an integer ≥ 0 (0 = no limit)",
@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     port: int = Field(7860, ge=1, le=65535, description="port the server listens on")
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted, in characters")
     max_new_tokens: int = Field(8192, ge=1, description="most new tokens one lane may generate")
+    max_context_tokens: int = Field(0, ge=0, description="most tokens of one lane: prompt + new (0: max positions)")
     cpu_threads: int = Field(0, ge=0, le=1024, description="torch threads on the CPU; 0 picks by model size")
     runs_per_visitor_per_hour: int = Field(0, ge=0, le=1_000_000,
                                            description="most runs one visitor may start in an hour; 0 = no limit")

@@ -199,3 +199,25 @@ def test_report_writes_the_verdict_charts_and_graded_cells(db, tmp_path, capsys)
     assert (tmp_path / "report-b-me-b-report.html").exists()
     assert main(["report", "nope"]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_export_and_import_keep_a_cells_turns(db, tmp_path, capsys):
+    sid = make_session(db)
+    with open_store(db) as store:
+        cell = store.get_session(OWNER, sid).cells[0]
+        run_ids = store.start_execution(OWNER, cell.id, {"standard": {}, "reasoning": {}}, {"model_id": "m"},
+                                        parent=1, prompt="And times ten?")
+        for run_id in run_ids.values():
+            store.finish_run(run_id, status="done", raw_text="40", reasoning_text="", answer_text="40",
+                             token_ids=[1], token_times=[0.1], token_kinds=["answer"], forced=[False],
+                             prompt_tokens=9, metrics=None, finish_reason="eos", error=None)
+    out = tmp_path / "s.json"
+    assert main(["export", sid, "--owner", OWNER, "--format", "json", "--out", str(out)]) == 0
+    assert main(["import", str(out), "--owner", "someone-else"]) == 0
+    new_id = capsys.readouterr().out.strip()
+    with open_store(db) as store:
+        [copy] = store.get_session("someone-else", new_id).cells
+        assert [(e.turn, e.prompt(copy.prompt)) for e in copy.turns] == [(1, "What is 2+2?"), (2, "And times ten?")]
+    md = tmp_path / "s.md"
+    assert main(["export", sid, "--owner", OWNER, "--format", "md", "--out", str(md)]) == 0
+    assert "**Turn 2**" in md.read_text() and "And times ten?" in md.read_text()

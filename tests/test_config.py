@@ -64,6 +64,7 @@ FROM_ENV = {
     "max_concurrent_runs": ("2", 2),
     "allowed_models": ("embedded, hermes-4-14b", ["embedded", "hermes-4-14b"]),
     "zero_gpu_duration_s": ("60", 60),
+    "max_context_tokens": ("4096", 4096),
     "code_grading": ("false", False),
     "hf_oauth": ("false", False),
     "remote_url": ("http://gpu-box:8000", "http://gpu-box:8000/v1"),

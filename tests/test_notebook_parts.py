@@ -37,12 +37,12 @@ def test_a_row_is_the_first_line_and_each_lanes_latest_status_tokens_seconds_and
     sid = store.create_session(OWNER).id
     cell = store.add_cell(OWNER, sid, prompt="\n  What is 2+2?  \nShow your work.", expected="4",
                           grader={"kind": "numeric"})
-    assert rows.row_of(store.get_cell(OWNER, cell.id, runs=True)) == {
+    assert rows.row_of(store.get_cell_full(OWNER, cell.id)) == {
         "id": cell.id, "kind": "prompt", "text": "What is 2+2?", "graded": True, "lanes": None}
     ids = store.start_execution(OWNER, cell.id, {"standard": {}, "reasoning": {}}, {})
     finish(store, ids["standard"], "It is 4.", 3)
     finish(store, ids["reasoning"], "It is 5.", 7, status="stopped")
-    row = rows.row_of(store.get_cell(OWNER, cell.id, runs=True))
+    row = rows.row_of(store.get_cell_full(OWNER, cell.id))
     assert row["lanes"] == [{"st": "done", "tok": 3, "s": 0.3, "g": "pass"},
                             {"st": "stopped", "tok": 7, "s": 0.7, "g": "ungraded"}]
 
@@ -50,7 +50,7 @@ def test_a_row_is_the_first_line_and_each_lanes_latest_status_tokens_seconds_and
 def test_a_note_row_shows_its_first_line_and_no_lanes(store):
     sid = store.create_session(OWNER).id
     note = store.add_cell(OWNER, sid, kind="note", note="# Findings\nmore")
-    assert rows.row_of(store.get_cell(OWNER, note.id, runs=True))["text"] == "# Findings"
+    assert rows.row_of(store.get_cell_full(OWNER, note.id))["text"] == "# Findings"
 
 
 @given(st.text(max_size=400))
@@ -74,9 +74,9 @@ def test_the_store_reads_one_cell_with_its_executions_as_the_session_does(store)
     cells = [store.add_cell(OWNER, sid, prompt=f"p{i}") for i in range(3)]
     for _ in range(2):
         finish(store, store.start_execution(OWNER, cells[1].id, {"standard": {}}, {})["standard"], "a", 2)
-    assert store.get_cell(OWNER, cells[1].id, runs=True) == store.get_session(OWNER, sid).cells[1]
+    assert store.get_cell_full(OWNER, cells[1].id) == store.get_session(OWNER, sid).cells[1]
     with pytest.raises(Exception, match="No such cell"):
-        store.get_cell("someone-else", cells[1].id, runs=True)
+        store.get_cell_full("someone-else", cells[1].id)
 
 
 # --- the gate -----------------------------------------------------------------------------------------

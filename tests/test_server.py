@@ -268,6 +268,31 @@ def test_run_cell_refuses_bad_input_and_saves_nothing(server):
     assert client.predict(session["id"], api_name="/get_session")["cells"][0]["executions"] == 0
 
 
+def test_follow_up_streams_both_lanes_and_get_session_shows_the_turns(server):
+    client, mallory = Client(server.url, verbose=False), Client(server.url, verbose=False)
+    session = client.predict("follow-ups", api_name="/new_session")
+    cell = client.predict(session["id"], "What is 3 + 4?", "", api_name="/add_cell")
+    with pytest.raises(AppError, match="not run yet"):
+        client.predict(cell["id"], "And times two?", {}, {}, api_name="/follow_up")
+    client.predict(cell["id"], "What is 3 + 4?", "", {"max_new_tokens": 12}, {"max_new_tokens": 12},
+                   api_name="/run_cell")
+    with pytest.raises(AppError):
+        mallory.predict(cell["id"], "And times two?", {}, {}, api_name="/follow_up")
+    with pytest.raises(AppError, match="keep_reasoning"):
+        client.predict(cell["id"], "And times two?", {}, {"keep_reasoning": "yes"}, api_name="/follow_up")
+    job = client.submit(cell["id"], "And times two?", {"max_new_tokens": 12},
+                        {"max_new_tokens": 12, "keep_reasoning": True}, api_name="/follow_up")
+    final = job.result(timeout=300)
+    assert {final[lane]["status"] for lane in ("standard", "reasoning")} == {"done"}
+    [saved] = client.predict(session["id"], api_name="/get_session")["cells"]
+    assert saved["executions"] == 2
+    assert [(t["turn"], t["prompt"]) for t in saved["turns"]] == [(1, "What is 3 + 4?"), (2, "And times two?")]
+    second = saved["turns"][1]["lanes"]
+    for lane in ("standard", "reasoning"):
+        assert second[lane]["answer"] == final[lane]["answer"]
+        assert second[lane]["prompt_tokens"] > saved["turns"][0]["lanes"][lane]["prompt_tokens"]
+
+
 def test_stop_cell_stops_a_long_run(server):
     client = Client(server.url, verbose=False)
     session = client.predict("stop me", api_name="/new_session")
@@ -317,5 +342,5 @@ def test_public_endpoints_keep_their_names(server):
 
     names = set(httpx.get(server.url + "/gradio_api/info", timeout=10).json()["named_endpoints"])
     assert {"/run", "/stop", "/sessions", "/new_session", "/get_session", "/add_cell", "/run_cell",
-            "/stop_cell"} <= names
+            "/stop_cell", "/follow_up"} <= names
     assert not [n for n in names if re.search(r"_\d+$", n)]

@@ -34,10 +34,13 @@ PAYLOADS = ['<script>window.__pwned=1</script>', '<img src=x onerror="window.__p
 HOSTILE = "\n\n".join(PAYLOADS)
 
 
-def add_run(store, owner, cell_id, answer="The answer is **4**.", reasoning="2 plus 2 is 4.", tokens=6):
-    """One finished execution of a prompt cell, both lanes, with small token arrays and real metrics."""
+def add_run(store, owner, cell_id, answer="The answer is **4**.", reasoning="2 plus 2 is 4.", tokens=6,
+            parent=None, prompt=None):
+    """One finished execution of a prompt cell, both lanes, with small token arrays and real metrics
+    (`parent`, `prompt`: a follow-up turn after that execution)."""
     run_ids = store.start_execution(owner, cell_id, {"standard": {"temperature": 0}, "reasoning": {"temperature": 0}},
-                                    {"model_id": "test/model", "versions": {"playground": "0"}})
+                                    {"model_id": "test/model", "versions": {"playground": "0"}}, parent=parent,
+                                    prompt=prompt)
     for lane, run_id in run_ids.items():
         kinds = (["reasoning"] * (tokens // 2) if lane == "reasoning" else []) + ["answer"] * (tokens // 2)
         times = [0.05 + 0.02 * i for i in range(len(kinds))]
@@ -228,7 +231,7 @@ def test_exports_json_md_html(live, alice):
         disposition = r.headers["content-disposition"]
         assert disposition == 'attachment; filename="ber-etc-quoted.json"', disposition
         doc = r.json()
-        assert doc["schema"] == "reasoning-playground/session" and doc["version"] == 1
+        assert doc["schema"] == "reasoning-playground/session" and doc["version"] == 2
         cells = doc["session"]["cells"]
         assert [c["kind"] for c in cells] == ["note", "prompt", "prompt"]
         run = cells[1]["executions"][1]["runs"]["reasoning"]
@@ -330,7 +333,7 @@ def _bad_imports(doc: dict) -> dict[str, tuple[bytes, int, str]]:
     good = json.dumps(doc).encode()
     run = ["session", "cells", 1, "executions", 0, "runs", "standard"]
     return {
-        "future version": (with_(["version"], 7), 400, "version 7; this playground reads version 1"),
+        "future version": (with_(["version"], 7), 400, "version 7; this playground reads versions 1, 2"),
         "other schema": (with_(["schema"], "something/else"), 400, "not a session export"),
         "not an object": (b"[1, 2, 3]", 400, "not a session export"),
         "malformed": (b'{"schema": "reasoning-playground/session", "version": 1,', 400, "not valid JSON"),
@@ -499,3 +502,65 @@ def test_the_share_page_shows_the_verdict_and_escapes_what_graders_read(tmp_path
         assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page  # the regex grader's read, escaped
         charts_json = re.search(r'<script type="application/json" id="share-charts">(.*?)</script>', page, re.S)
         assert charts_json and "chart-verdict-budget" in json.loads(charts_json.group(1))
+
+
+# --- conversation turns ----------------------------------------------------------------------------
+def two_turn_session(store, owner, text=""):
+    """A session whose run cell has a follow-up: turn 1 (execution 2, a re-run of 1) and turn 2."""
+    sid = make_session(store, owner, hostile=bool(text))
+    cell = store.get_session(owner, sid).cells[1]
+    add_run(store, owner, cell.id, answer=f"Forty. {text}", reasoning="Ten fours.", parent=2,
+            prompt=f"And times ten? {text}")
+    return sid
+
+
+def test_turns_travel_through_exports_import_and_fork(tmp_path):
+    with open_store(tmp_path / "t.db") as store:
+        session = store.get_session("me", two_turn_session(store, "me"))
+        doc = export_document(session)
+        executions = doc["session"]["cells"][1]["executions"]
+        assert [(e["number"], e["turn"], e["parent"], e["prompt"]) for e in executions] == [
+            (1, 1, None, None), (2, 1, None, None), (3, 2, 2, "And times ten? ")]
+        [back] = store.import_sessions("me", [parse_import(json.dumps(doc))])
+        cell = store.get_session("me", back.id).cells[1]
+        assert [(e.number, e.turn, e.prompt(cell.prompt)) for e in cell.turns] == [
+            (2, 1, cell.prompt), (3, 2, "And times ten? ")]
+        assert cell.turns[-1].runs["reasoning"].answer_text == "Forty. "
+        fork = store.fork_session("you", session_id=None, share_token=store.create_share("me", back.id, "t" * 43))
+        assert [e.turn for e in store.get_session("you", fork.id).cells[1].turns] == [1, 2]
+        # A version-1 file (before turns) imports with every execution a first turn.
+        old = json.loads(json.dumps(doc))
+        old["version"] = 1
+        for c in old["session"]["cells"]:
+            for e in c["executions"]:
+                del e["turn"], e["parent"], e["prompt"]
+        assert [e.turn for e in parse_import(json.dumps(old)).cells[1].executions] == [1, 1, 1]
+        # A turn that continues nothing earlier is refused, naming the execution.
+        executions[2]["parent"] = 3
+        with pytest.raises(InvalidInput, match="execution 3: turn 2 must continue an earlier execution"):
+            parse_import(json.dumps(doc))
+        md = export_markdown(session)
+        assert "**Turn 2**" in md and "And times ten?" in md and "### Reasoning · turn 2 — done" in md
+        assert md.index("Four.") < md.index("**Turn 2**") < md.index("Forty.")
+        page = standalone_html(session)
+        assert page.index("Turn 1") < page.index("Four.") < page.index("And times ten?") < page.index("Forty.")
+        assert "1 earlier run(s)" in page and "4 turns" not in page and "2 turns" in page
+
+
+def test_a_hostile_follow_up_on_the_share_page_and_the_html_export_in_chromium(live, alice, browser, tmp_path):
+    owner, client = alice
+    sid = two_turn_session(live.store, owner, HOSTILE)
+    token = share(client, sid)
+    path = tmp_path / "turns.html"
+    path.write_bytes(client.get(f"/api/sessions/{sid}/export", params={"format": "html"}).content)
+    for url, allowed in ((f"{live.url}/s/{token}", lambda u: urlsplit(u).hostname == "127.0.0.1"),
+                         (path.as_uri(), lambda u: u == path.as_uri() or u.startswith("data:"))):
+        context, page, requests, console = open_watched(browser, url)
+        try:
+            assert_not_pwned(page, requests, console, allowed)
+            turns = page.locator(".turns .turn h4").all_inner_texts()
+            assert turns == ["Turn 1", "Turn 2"]
+            assert "And times ten? <script>window.__pwned=1</script>" in page.locator(".turns").inner_text()
+            assert "Forty." in page.locator(".turns + .lanes").inner_text()  # the latest turn, in full
+        finally:
+            context.close()

@@ -98,7 +98,7 @@ def test_upgrade_from_the_first_revision_keeps_rows(db_target):
                    "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
     with open_store(db_target) as store:
         assert {"forked_from"} <= set(columns(db_target, "sessions")) and "replica" in columns(db_target, "runs")
-        assert current_revision(store.engine) == head_revision() == "0004"
+        assert current_revision(store.engine) == head_revision() == "0005"
         assert schema_drift(store.engine) == []
         [old] = store.list_sessions("old-owner")
         assert old.title == "Made before forks" and old.forked_from is None
@@ -623,3 +623,80 @@ def test_expected_grader_and_grade_round_trip(store):
         store.update_cell("me", cell.id, grader={"kind": "fuzzy"})
     with pytest.raises(InvalidInput, match="MAX_EXPECTED_CHARS"):
         store.update_cell("me", cell.id, expected="x" * 100_000)
+
+
+# --- conversation turns (0005) ------------------------------------------------------------------
+def test_upgrade_from_0004_makes_every_old_execution_a_first_turn(db_target):
+    migrate_file(db_target, "0004")
+    sql(db_target, "INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
+                   "('s1', 'me', 'Old', '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    sql(db_target, "INSERT INTO cells (id, session_id, position, kind, prompt, system_prompt, note, settings, "
+                   "created_at, updated_at) VALUES ('c1', 's1', 0, 'prompt', '2+2?', NULL, '', '{}', "
+                   "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    with open_store(db_target) as store:  # an execution from before turns: made by the store at 0005,
+        store.start_execution("me", "c1", LANES, RECORD)  # then stripped back to what 0004 stored
+    sql(db_target, "UPDATE runs SET turn_prompt = NULL, parent = NULL")
+    with open_store(db_target) as store:
+        assert columns(db_target, "runs")[-3:] == ["turn", "parent", "turn_prompt"]
+        assert schema_drift(store.engine) == []
+        [cell] = store.get_session("me", "s1").cells
+        [old] = cell.turns
+        assert (old.turn, old.parent, old.prompt(cell.prompt)) == (1, None, "2+2?")
+        store.start_execution("me", "c1", LANES, RECORD, parent=1, prompt="And 3+3?")  # continued like a new one
+        [cell] = store.get_session("me", "s1").cells
+        assert [(e.turn, e.prompt(cell.prompt)) for e in cell.turns] == [(1, "2+2?"), (2, "And 3+3?")]
+
+
+def test_rows_from_before_0005_read_as_first_turns(tmp_path):
+    path = tmp_path / "v4.db"
+    migrate_file(path, "0004")
+    sql(path, "INSERT INTO sessions (id, owner, title, created_at, updated_at) VALUES "
+              "('s1', 'me', 'Old', '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    sql(path, "INSERT INTO cells (id, session_id, position, kind, prompt, system_prompt, note, settings, "
+              "created_at, updated_at) VALUES ('c1', 's1', 0, 'prompt', '2+2?', NULL, '', '{}', "
+              "'2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000')")
+    sql(path, "INSERT INTO runs (id, cell_id, execution, lane, status, prompt_tokens, generated_tokens, "
+              "reasoning_tokens, answer_tokens, started_at, updated_at, record, raw_text, reasoning_text, "
+              "answer_text, token_ids, token_times, token_kinds, forced) VALUES ('r1', 'c1', 1, 'standard', "
+              "'done', 5, 0, 0, 0, '2024-01-02 03:04:05.000000', '2024-01-02 03:04:05.000000', '{}', '', "
+              "'', '', x'', x'', '', '')")
+    with open_store(path) as store:
+        [cell] = store.get_session("me", "s1").cells
+        assert [(e.number, e.turn, e.parent, e.prompt(cell.prompt)) for e in cell.turns] == [(1, 1, None, "2+2?")]
+
+
+def test_turns_versions_and_branches(store):
+    sid = store.create_session("me").id
+    cell = store.add_cell("me", sid, prompt="first")
+    store.start_execution("me", cell.id, LANES, RECORD, prompt="first")  # 1: turn 1
+    store.start_execution("me", cell.id, LANES, RECORD, parent=1, prompt="second")  # 2: turn 2
+    store.start_execution("me", cell.id, LANES, RECORD, parent=1, prompt="second")  # 3: turn 2 re-run (a version)
+    store.start_execution("me", cell.id, LANES, RECORD, parent=3, prompt="third")  # 4: turn 3
+    full = store.get_session("me", sid).cells[0]
+    assert [(e.number, e.turn, e.parent) for e in full.turns] == [(1, 1, None), (3, 2, 1), (4, 3, 3)]
+    assert [e.number for e in full.conversation(2)] == [1, 2]  # the earlier version, still readable
+    # Editing turn 2's prompt starts a branch under turn 1; the old branch's turn 3 stays as a version.
+    store.start_execution("me", cell.id, LANES, RECORD, parent=1, prompt="second, edited")  # 5
+    full = store.get_session("me", sid).cells[0]
+    assert [e.prompt(full.prompt) for e in full.turns] == ["first", "second, edited"]
+    assert [e.prompt(full.prompt) for e in full.conversation(4)] == ["first", "second", "third"]
+    # Turns travel with copies and imports (execution numbers are kept, so parents still point right).
+    for copy in (store.duplicate_session("me", sid), store.import_sessions("me", [store.get_session("me", sid)])[0]):
+        c = store.get_session("me", copy.id).cells[0]
+        assert [(e.number, e.turn, e.parent) for e in c.conversation(4)] == [(1, 1, None), (3, 2, 1), (4, 3, 3)]
+    with pytest.raises(NotFound, match="earlier turn"):
+        store.start_execution("me", cell.id, LANES, RECORD, parent=99, prompt="x")
+    with pytest.raises(InvalidInput, match="parent"):
+        store.start_execution("me", cell.id, LANES, RECORD, parent=0, prompt="x")
+    assert len(store.get_session("me", sid).cells[0].executions) == 5  # nothing saved by the refusals
+
+
+def test_get_cell_full_is_one_cell_of_get_session(store):
+    sid = store.create_session("me").id
+    a, b = store.add_cell("me", sid, prompt="a"), store.add_cell("me", sid, prompt="b")
+    store.start_execution("me", b.id, LANES, RECORD, prompt="b")
+    store.start_execution("me", b.id, LANES, RECORD, parent=1, prompt="b2")
+    assert store.get_cell_full("me", b.id) == store.get_session("me", sid).cells[1]
+    assert store.get_cell_full("me", a.id).executions == ()
+    with pytest.raises(NotFound):
+        store.get_cell_full("you", b.id)

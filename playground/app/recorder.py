@@ -62,6 +62,8 @@ class Execution:
     record: dict = field(default_factory=dict)
     run_ids: dict[str, str] = field(default_factory=dict)  # lane -> stored run id, once started
     graded: bool = False
+    parent: int | None = None  # the execution of the turn this one continues (a follow-up); None: turn 1
+    prompt: str | None = None  # what the user asked at this turn (None: the cell's prompt)
 
 
 class Recorder:
@@ -87,7 +89,8 @@ class Recorder:
         try:
             for ex in self.executions:
                 record = {**self._view(self._start_record, ex), **ex.record}
-                ex.run_ids = self.store.start_execution(self.owner, ex.cell.id, self._settings(ex), record)
+                ex.run_ids = self.store.start_execution(self.owner, ex.cell.id, self._settings(ex), record,
+                                                        parent=ex.parent, prompt=ex.prompt)
                 self._started[ex] = record
         except BaseException:
             self.run.stop()

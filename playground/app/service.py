@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from playground.app.conversation import start_conversation
 from playground.backends import local_backend
 from playground.backends.base import Backend, RunLike
 from playground.backends.remote import RemoteBackend, RemoteConfig, list_models
@@ -221,11 +222,18 @@ class Playground:
             self.remote.check_lanes(lanes)
 
     def start_run(self, key: str, prompt: str, system: str | None, lanes: dict[str, LaneSettings],
-                  owner: str | None = None) -> RunLike:
+                  owner: str | None = None, history: dict[str, tuple] | None = None,
+                  keep_reasoning: bool = False) -> RunLike:
+        """Start a run for `key`; `history` (lane -> its earlier turns) makes it a follow-up turn."""
         self.check_run_input(prompt, system, lanes)
+        backend = self.require_backend()
+        if history is not None:  # rendered and checked against the context before it counts as a run
+            run = start_conversation(backend, self.settings.max_context_tokens, prompt, system or None, lanes,
+                                     history, keep_reasoning)
         if owner is not None:
             self._count_run(owner)
-        run = self.require_backend().start(prompt, system or None, lanes)
+        if history is None:
+            run = backend.start(prompt, system or None, lanes)
         with self._runs_lock:
             previous = self._runs.get(key)
             if previous is not None:

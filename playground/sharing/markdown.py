@@ -94,7 +94,7 @@ def _one_line(text: str) -> str:
 
 def export_markdown(session: SessionFull) -> str:
     """The session as Markdown: notes and answers as written, prompts fenced, reasoning folded; each
-    cell's latest run (the JSON export has them all)."""
+    cell's latest run with the earlier turns of its conversation (the JSON export has every run)."""
     out = [f"# {_one_line(session.title)}", "", f"_{len(session.cells)} cells, exported from the reasoning playground "
                                       f"on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC._"]
     v = session_verdict(session)
@@ -110,18 +110,29 @@ def export_markdown(session: SessionFull) -> str:
         out += ["**Prompt**", "", _fence(c.prompt)]
         if c.expected:
             out += ["", f"**Expected** ({(c.grader or {}).get('kind', 'exact')} grader)", "", _fence(c.expected)]
-        for lane, r in (c.latest.runs.items() if c.latest else ()):
-            out += ["", f"### {LANE_TITLES.get(lane, lane)} — {r.status}", ""]
-            if line := metrics_line(r.metrics):
-                out += [line, ""]
-            if c.expected and c.grader:
-                out += [_grade_line(lane_grade(c, r)), ""]
-            if r.error:
-                out += [f"> ⚠️ {_one_line(r.error)}", ""]
-            if r.reasoning_text:
-                out += ["<details><summary>Reasoning</summary>", "", _fence(r.reasoning_text), "", "</details>", ""]
-            out.append(r.answer_text)
+        turns = c.turns
+        for ex in turns:
+            of_turn = f" · turn {ex.turn}" if len(turns) > 1 else ""
+            if ex.turn > 1:
+                out += ["", f"**Turn {ex.turn}**", "", _fence(ex.prompt(c.prompt))]
+            out += _lanes_markdown(c, ex, of_turn, graded=ex is turns[-1])
     return "\n".join(out).rstrip() + "\n"
+
+
+def _lanes_markdown(c, ex, of_turn: str, graded: bool) -> list[str]:
+    out = []
+    for lane, r in ex.runs.items():
+        out += ["", f"### {LANE_TITLES.get(lane, lane)}{of_turn} — {r.status}", ""]
+        if line := metrics_line(r.metrics):
+            out += [line, ""]
+        if graded and c.expected and c.grader:
+            out += [_grade_line(lane_grade(c, r)), ""]
+        if r.error:
+            out += [f"> ⚠️ {_one_line(r.error)}", ""]
+        if r.reasoning_text:
+            out += ["<details><summary>Reasoning</summary>", "", _fence(r.reasoning_text), "", "</details>", ""]
+        out.append(r.answer_text)
+    return out
 
 
 def _grade_line(g) -> str:

@@ -80,6 +80,19 @@ def _lanes_html(e: Execution, cell: CellFull | None = None) -> str:
     return '<div class="lanes">' + "".join(_lane_html(lane, r, cell) for lane, r in e.runs.items()) + "</div>"
 
 
+def _turns_html(c: CellFull) -> str:
+    """A follow-up conversation's earlier turns (each lane's own answers), then the prompt of the
+    turn shown below in full; nothing for a cell of one turn."""
+    turns = c.turns
+    if len(turns) < 2:
+        return ""
+    earlier = "".join(f'<div class="turn"><h4>Turn {e.turn}</h4><pre class="text">{_esc(e.prompt(c.prompt))}</pre>'
+                      f"{_lanes_html(e)}</div>" for e in turns[:-1])
+    last = turns[-1]
+    return (f'<div class="turns">{earlier}<div class="turn"><h4>Turn {last.turn}</h4>'
+            f'<pre class="text">{_esc(last.prompt(c.prompt))}</pre></div></div>')
+
+
 def _series(e: Execution) -> list[charts.LaneSeries]:
     return [charts.LaneSeries.from_stored(lane, list(r.token_times), r.token_kinds, r.forced)
             for lane, r in e.runs.items()]
@@ -141,7 +154,7 @@ def _render_body(session: SessionFull) -> tuple[str, dict[str, str]]:
         if c.latest is None:
             parts.append('<p class="not-run">Not run yet.</p>')
         else:
-            parts.append(_lanes_html(c.latest, c))
+            parts.append(_turns_html(c) + _lanes_html(c.latest, c))
             series = _series(c.latest)
             parts.append('<div class="charts">')
             for name, make in (("tokens", charts.tokens_over_time), ("itl", charts.inter_token_latency),
@@ -149,7 +162,8 @@ def _render_body(session: SessionFull) -> tuple[str, dict[str, str]]:
                 figs[f"chart-{i}-{name}"] = pio.to_json(make(series), validate=False)
                 parts.append(f'<div class="chart" id="chart-{i}-{name}"></div>')
             parts.append("</div>")
-            earlier = c.executions[:-1]
+            in_turns = {e.number for e in c.turns}
+            earlier = [e for e in c.executions if e.number not in in_turns]
             if earlier:
                 parts.append(f'<details class="earlier"><summary>{len(earlier)} earlier run(s)</summary>'
                              + "".join(f"<h4>Run {e.number}</h4>{_lanes_html(e, c)}" for e in reversed(earlier))
@@ -160,7 +174,10 @@ def _render_body(session: SessionFull) -> tuple[str, dict[str, str]]:
         cells_html.append("".join(parts) + "</section>")
     nums = charts.summary_numbers(summaries)
     mult = nums["median_latency_multiple"]
-    headline = (f"{nums['cells']} cell(s) run · reasoning spent {nums['total_extra_tokens']:+,} extra tokens"
+    turns = sum(len(c.turns) for c in session.cells)
+    headline = (f"{nums['cells']} cell(s) run"
+                + (f" · {turns} turns" if turns > nums["cells"] else "")
+                + f" · reasoning spent {nums['total_extra_tokens']:+,} extra tokens"
                 + (f" · median latency multiple {mult:.2f}×" if mult is not None else ""))
     figs["chart-summary"] = pio.to_json(charts.session_summary(summaries), validate=False)
     summary = (f'<section class="summary"><h2>Session summary</h2><p>{_esc(headline)}</p>'

@@ -4,16 +4,17 @@ rendering (markdown.py and page.py render; routes.py and cli.py call these).
 An import is untrusted: every key, type, length and count is checked here before anything is
 written. Exports carry no owner, no id and no share token.
 
-## JSON export schema (`reasoning-playground/session`, version 1)
+## JSON export schema (`reasoning-playground/session`, version 2)
 
-    {"schema": "reasoning-playground/session", "version": 1,
+    {"schema": "reasoning-playground/session", "version": 2,
      "exported_at": "<ISO 8601 with offset>",
      "session": {"title": str (1–200 chars), "created_at": ISO, "updated_at": ISO,
        "cells": [ in notebook order
          {"kind": "prompt" | "note", "prompt": str, "system_prompt": str | null, "note": str,
           "settings": {"standard": {...}, "reasoning": {...}},   # the cell's lane settings
           "executions": [ oldest first, numbers strictly increasing
-            {"number": int ≥ 1, "runs": {"standard" | "reasoning": {
+            {"number": int ≥ 1, "turn": int ≥ 1, "parent": int | null, "prompt": str | null,  # version 2
+             "runs": {"standard" | "reasoning": {
                "status": "running" | "done" | "stopped" | "error" | "interrupted",
                "raw_text", "reasoning_text", "answer_text": str,
                "prompt_tokens", "generated_tokens", "reasoning_tokens", "answer_tokens": int ≥ 0,
@@ -27,7 +28,10 @@ written. Exports carry no owner, no id and no share token.
        "verdict": {...} | null}}   # optional, written by export, ignored by import (recomputed)
 
 The optional keys arrived after the first files were written: a file without them imports as
-ungraded cells, so every older export still reads.
+ungraded cells, so every older export still reads. Version 2 adds conversation turns: an
+execution's ``turn``, the ``parent`` execution (an earlier number of the same cell) whose
+conversation it continues, and the ``prompt`` asked at that turn (null: the cell's prompt). A
+version-1 file reads as every execution a first turn.
 
 Unknown keys are refused at every level. The four token arrays have one entry per generated
 token, and the token counts must agree with them. Limits (named constants below):
@@ -54,7 +58,8 @@ from playground.store.checks import MAX_TITLE_CHARS
 from playground.store.models import CELL_KINDS
 
 SCHEMA = "reasoning-playground/session"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # a version-1 file is a version-2 one whose executions are all first turns
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 MAX_TEXT_CHARS = 2_000_000
 MAX_CELLS = 5_000
@@ -125,6 +130,9 @@ class RunDoc(_Strict):
 class ExecutionDoc(_Strict):
     number: int = Field(ge=1, le=2**31 - 1)
     runs: dict[Literal[LANES], RunDoc]
+    turn: int = Field(1, ge=1, le=2**31 - 1)
+    parent: int | None = Field(None, ge=1, le=2**31 - 1)
+    prompt: Text | None = None
 
 
 class CellDoc(_Strict):
@@ -143,6 +151,12 @@ class CellDoc(_Strict):
         numbers = [e.number for e in value]
         if any(a >= b for a, b in zip(numbers, numbers[1:])):
             raise ValueError(f"execution numbers must increase: {numbers[:20]}")
+        turns = {}
+        for e in value:  # a turn continues an EARLIER execution of the cell, and is the one after it
+            if (e.parent is None) != (e.turn == 1) or (e.parent is not None and turns.get(e.parent) != e.turn - 1):
+                raise ValueError(f"execution {e.number}: turn {e.turn} must continue an earlier execution of turn "
+                                 f"{e.turn - 1} (parent {e.parent!r}), and only turn 1 has none")
+            turns[e.number] = e.turn
         return value
 
 
@@ -156,7 +170,7 @@ class SessionDoc(_Strict):
 
 class ExportDoc(_Strict):
     schema_: Literal[SCHEMA] = Field(alias="schema")
-    version: Literal[VERSION]
+    version: Literal[READABLE_VERSIONS]
     exported_at: AwareDatetime
     session: SessionDoc
 
@@ -177,10 +191,12 @@ def _run_doc(r: RunInfo) -> dict:
 
 
 def export_document(session: SessionFull, exported_at: datetime | None = None) -> dict:
-    """The session as a version-1 export (see the module docstring): plain JSON values."""
+    """The session as a version-2 export (see the module docstring): plain JSON values."""
     cells = [{"kind": c.kind, "prompt": c.prompt, "system_prompt": c.system_prompt, "note": c.note,
               "settings": c.settings,
-              "executions": [{"number": e.number, "runs": {lane: _run_doc(r) for lane, r in e.runs.items()}}
+              "executions": [{"number": e.number, "turn": e.turn, "parent": e.parent,
+                              "prompt": next(iter(e.runs.values())).turn_prompt if e.runs else None,
+                              "runs": {lane: _run_doc(r) for lane, r in e.runs.items()}}
                              for e in c.executions], "expected": c.expected, "grader": c.grader}
              for c in session.cells]
     return {"schema": SCHEMA, "version": VERSION, "exported_at": _iso(exported_at or datetime.now(UTC)),
@@ -226,8 +242,9 @@ def parse_import(data: bytes | str) -> SessionFull:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise InvalidInput(f"This is not a session export: schema is {found!r}, expected {SCHEMA!r}.")
-    if doc.get("version") != VERSION:
-        raise InvalidInput(f"This file is version {doc.get('version')!r}; this playground reads version {VERSION}.")
+    if doc.get("version") not in READABLE_VERSIONS:
+        raise InvalidInput(f"This file is version {doc.get('version')!r}; this playground reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))}.")
     if _depth(doc) > MAX_JSON_DEPTH:
         raise InvalidInput(f"The file nests lists or objects more than {MAX_JSON_DEPTH} deep (MAX_JSON_DEPTH).")
     try:
@@ -239,14 +256,14 @@ def parse_import(data: bytes | str) -> SessionFull:
 
 
 def _session_record(s: SessionDoc) -> SessionFull:
-    def run(r: RunDoc, lane: str, number: int) -> RunInfo:
-        return RunInfo(id="", cell_id="", execution=number, lane=lane, updated_at=r.finished_at or r.started_at,
-                       **r.model_dump())
+    def run(r: RunDoc, lane: str, e: ExecutionDoc) -> RunInfo:
+        return RunInfo(id="", cell_id="", execution=e.number, lane=lane, updated_at=r.finished_at or r.started_at,
+                       turn=e.turn, parent=e.parent, turn_prompt=e.prompt, **r.model_dump())
 
     cells = tuple(CellFull(
         id="", session_id="", position=i, kind=c.kind, prompt=c.prompt, system_prompt=c.system_prompt, note=c.note,
         settings=c.settings, created_at=s.created_at, updated_at=s.updated_at, expected=c.expected, grader=c.grader,
-        executions=tuple(Execution(e.number, {lane: run(r, lane, e.number) for lane, r in e.runs.items()})
+        executions=tuple(Execution(e.number, {lane: run(r, lane, e) for lane, r in e.runs.items()})
                          for e in c.executions)) for i, c in enumerate(s.cells))
     return SessionFull(id="", owner="", title=s.title, created_at=s.created_at, updated_at=s.updated_at,
                        forked_from=None, cells=cells)

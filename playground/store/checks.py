@@ -150,8 +150,15 @@ def check_record(record) -> dict:
     return record
 
 
-def check_execution(lanes, record) -> None:
-    """A new execution's lanes (some of LANES, each with its settings dict) and its record."""
+def check_execution(lanes, record, parent=None, prompt=None) -> None:
+    """A new execution's lanes (some of LANES, each with its settings dict), its record, and the
+    turn it continues (an execution number) with the text asked at this turn."""
+    if parent is not None and (not isinstance(parent, int) or isinstance(parent, bool) or parent < 1):
+        raise InvalidInput(f"parent={parent!r}: use the number (≥ 1) of the execution this turn continues.")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InvalidInput("A turn's prompt must be text.")
+        check_encodable(prompt, "prompt")
     if not isinstance(lanes, dict) or not lanes or set(lanes) - set(LANES):
         raise InvalidInput(f"lanes must map some of {', '.join(LANES)} to their settings.")
     if not all(isinstance(v, dict) for v in lanes.values()):

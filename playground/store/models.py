@@ -118,6 +118,11 @@ class RunRow(Base):
     # Added by 0004: the server process (replicas.id) that runs it; None for runs from before 0004
     # and for copies, which nothing runs.
     replica: Mapped[str | None] = mapped_column(String(REPLICA_ID_CHARS), nullable=True)
+    # Added by 0005: the conversation turn this execution is (1 = the first prompt), the execution
+    # number of the turn it continues (None for turn 1), and what the user asked at this turn.
+    turn: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    parent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    turn_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ShareRow(Base):

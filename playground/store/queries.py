@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from datetime import datetime
 
-from sqlalchemy import Select, String, bindparam, case, exists, insert, literal_column, or_, select
+from sqlalchemy import Select, String, bindparam, case, exists, func, insert, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from playground.errors import NotFound
@@ -49,6 +49,7 @@ _IDS, _TIMES = (next(i for i, c in enumerate(RUN_COLS) if c.name == name) for na
 MISSING_SESSION = "No such session: it was deleted, or it belongs to someone else."
 MISSING_CELL = "No such cell: it was deleted, or its session belongs to someone else."
 MISSING_SHARE = "This share link does not exist or was revoked: ask its owner for a new one."
+MISSING_PARENT = "No such earlier turn in this cell: run the cell first, or continue one of its executions."
 
 
 def new_id() -> str:
@@ -73,8 +74,7 @@ def owned_session(s: Session, owner: str, session_id) -> SessionInfo:
     return SessionInfo(*row)
 
 
-def owned_cell(s: Session, owner: str, cell_id, runs: bool = False) -> CellInfo:
-    """The owner's cell (with runs: a CellFull, load_cell), else NotFound."""
+def owned_cell(s: Session, owner: str, cell_id) -> CellInfo:
     check_owner(owner)
     if not isinstance(cell_id, str):
         raise NotFound(MISSING_CELL)
@@ -82,7 +82,7 @@ def owned_cell(s: Session, owner: str, cell_id, runs: bool = False) -> CellInfo:
                              .where(cells_t.c.id == cell_id, sessions_t.c.owner == owner))).first()
     if row is None:
         raise NotFound(MISSING_CELL)
-    return load_cell(s, CellInfo(*row)) if runs else CellInfo(*row)
+    return CellInfo(*row)
 
 
 def shared_source(s: Session, token) -> SessionInfo:
@@ -153,7 +153,7 @@ def load_full(s: Session, info: SessionInfo) -> SessionFull:
 
 
 def load_cell(s: Session, cell: CellInfo) -> CellFull:
-    """One cell with all its executions, oldest first, as load_full gives each cell of a session."""
+    """One cell with all its executions, oldest first (a follow-up's history, without its session)."""
     executions: dict[int, dict[str, RunInfo]] = {}
     for row in s.execute(select(*RUN_COLS).where(runs_t.c.cell_id == cell.id)).all():
         run = run_info(row)
@@ -164,6 +164,29 @@ def load_cell(s: Session, cell: CellInfo) -> CellFull:
 
 def _in_lane_order(runs: dict[str, RunInfo]) -> dict[str, RunInfo]:
     return {lane: runs[lane] for lane in sorted(runs, key=lambda k: LANES.index(k) if k in LANES else len(LANES))}
+
+
+def new_execution(s: Session, cell: CellInfo, lanes: dict[str, dict], record: dict, parent: int | None,
+                  prompt: str | None, now: datetime, replica: str | None) -> dict[str, str]:
+    """One "running" row per lane of the cell's next execution (number = last + 1), as turn 1 or as
+    the turn after execution `parent` of the same cell (NotFound when there is no such execution)."""
+    turn = 1
+    if parent is not None:
+        turn = s.execute(select(runs_t.c.turn).where(runs_t.c.cell_id == cell.id, runs_t.c.execution == parent)
+                         .limit(1)).scalar()
+        if turn is None:
+            raise NotFound(MISSING_PARENT)
+        turn += 1
+    last = s.execute(select(func.max(runs_t.c.execution)).where(runs_t.c.cell_id == cell.id)).scalar()
+    execution = (last or 0) + 1
+    run_ids = {lane: new_id() for lane in lanes}
+    s.execute(runs_t.insert(), [dict(
+        id=run_ids[lane], cell_id=cell.id, execution=execution, lane=lane, status="running", replica=replica,
+        prompt_tokens=0, generated_tokens=0, reasoning_tokens=0, answer_tokens=0,
+        started_at=now, updated_at=now, record={**record, "settings": settings},
+        raw_text="", reasoning_text="", answer_text="", token_ids=b"", token_times=b"", token_kinds="",
+        forced="", turn=turn, parent=parent, turn_prompt=prompt) for lane, settings in lanes.items()])
+    return run_ids
 
 
 def copy_session(s: Session, source: SessionInfo, owner: str, title: str, forked_from: str | None,

@@ -70,6 +70,9 @@ class RunInfo:
     updated_at: datetime
     # {"status", "extracted", "detail", "key"}: graders.Grade plus what it was graded against.
     grade: dict | None = None
+    turn: int = 1  # the conversation turn (1 = the cell's first prompt)
+    parent: int | None = None  # the execution number of the turn this one continues
+    turn_prompt: str | None = None  # what the user asked at this turn (None: the cell's prompt, runs before 0005)
 
     @property
     def kinds(self) -> list[str]:
@@ -88,6 +91,19 @@ class Execution:
     number: int
     runs: dict[str, RunInfo]
 
+    @property
+    def turn(self) -> int:
+        return next(iter(self.runs.values())).turn if self.runs else 1
+
+    @property
+    def parent(self) -> int | None:
+        return next(iter(self.runs.values())).parent if self.runs else None
+
+    def prompt(self, cell_prompt: str) -> str:
+        """What the user asked at this turn (`cell_prompt` for runs stored before turns existed)."""
+        run = next(iter(self.runs.values()), None)
+        return run.turn_prompt if run is not None and run.turn_prompt is not None else cell_prompt
+
 
 @dataclass(frozen=True)
 class CellFull(CellInfo):
@@ -98,6 +114,22 @@ class CellFull(CellInfo):
     @property
     def latest(self) -> Execution | None:
         return self.executions[-1] if self.executions else None
+
+    def conversation(self, number: int | None = None) -> tuple[Execution, ...]:
+        """The turns that lead to execution `number` (default: the latest), turn 1 first: the branch
+        of the conversation it belongs to. Empty when the cell never ran."""
+        by_number = {e.number: e for e in self.executions}
+        at = by_number.get(number if number is not None else (self.latest.number if self.latest else -1))
+        chain: list[Execution] = []
+        while at is not None and len(chain) < len(by_number):
+            chain.append(at)
+            at = by_number.get(at.parent) if at.parent is not None else None
+        return tuple(reversed(chain))
+
+    @property
+    def turns(self) -> tuple[Execution, ...]:
+        """The latest execution's conversation, turn by turn."""
+        return self.conversation()
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,10 @@ from .queries import (
     copy_session,
     insert_sessions,
     list_query,
+    load_cell,
     load_full,
     lock_session_of_run,
+    new_execution,
     new_id,
     owned_cell,
     owned_session,
@@ -53,7 +55,7 @@ from .queries import (
     shared_source,
     touch_session,
 )
-from .records import CellInfo, SessionFull, SessionInfo
+from .records import CellFull, CellInfo, SessionFull, SessionInfo
 from .shares import ShareMethods
 
 log = logging.getLogger(__name__)
@@ -192,6 +194,11 @@ class SessionStore(ShareMethods):
         with self._read() as s:
             return load_full(s, owned_session(s, owner, session_id))
 
+    def get_cell_full(self, owner: str, cell_id: str) -> CellFull:
+        """One cell with every execution (its conversation's turns); NotFound as get_cell."""
+        with self._read() as s:
+            return load_cell(s, owned_cell(s, owner, cell_id))
+
     # --- cells ------------------------------------------------------------------------------
     def add_cell(self, owner: str, session_id: str, kind: str = "prompt", prompt: str = "",
                  system_prompt: str | None = None, note: str = "", settings: dict | None = None,
@@ -218,10 +225,10 @@ class SessionStore(ShareMethods):
             touch_session(s, session_id, now)
         return cell
 
-    def get_cell(self, owner: str, cell_id: str, runs: bool = False) -> CellInfo:
-        """One cell's fields (runs: a CellFull, with its executions): NotFound if missing or someone else's."""
+    def get_cell(self, owner: str, cell_id: str) -> CellInfo:
+        """One cell's fields (no runs): NotFound when it is missing or someone else's."""
         with self._read() as s:
-            return owned_cell(s, owner, cell_id, runs=runs)
+            return owned_cell(s, owner, cell_id)
 
     def update_cell(self, owner: str, cell_id: str, **changes) -> CellInfo:
         """Set any of kind, prompt, system_prompt, note, settings, expected, grader; writes only when a
@@ -265,25 +272,19 @@ class SessionStore(ShareMethods):
             touch_session(s, cell.session_id, utcnow())
 
     # --- runs -------------------------------------------------------------------------------
-    def start_execution(self, owner: str, cell_id: str, lanes: dict[str, dict], record: dict) -> dict[str, str]:
+    def start_execution(self, owner: str, cell_id: str, lanes: dict[str, dict], record: dict,
+                        parent: int | None = None, prompt: str | None = None) -> dict[str, str]:
         """A new execution of the cell (number = last + 1; earlier ones stay as versions): one
-        "running" row per lane. Each row's record is `record` with "settings" set to that lane's."""
-        check_execution(lanes, record)
+        "running" row per lane, each record `record` with "settings" set to that lane's. `parent`
+        (an execution of this cell) makes it the next turn of that one's conversation; `prompt` is
+        what the user asked at this turn."""
+        check_execution(lanes, record, parent, prompt)
         with self._write() as s:
             cell = owned_cell(s, owner, cell_id)
             if cell.kind != "prompt":
                 raise InvalidInput("A note cell does not run: change its kind to prompt first.")
-            last = s.execute(select(func.max(runs_t.c.execution)).where(runs_t.c.cell_id == cell_id)).scalar()
-            execution = (last or 0) + 1
             now = utcnow()
-            run_ids = {lane: new_id() for lane in lanes}
-            s.execute(runs_t.insert(), [dict(
-                id=run_ids[lane], cell_id=cell_id, execution=execution, lane=lane, status="running",
-                replica=self.replica,
-                prompt_tokens=0, generated_tokens=0, reasoning_tokens=0, answer_tokens=0,
-                started_at=now, updated_at=now, record={**record, "settings": settings},
-                raw_text="", reasoning_text="", answer_text="", token_ids=b"", token_times=b"", token_kinds="",
-                forced="") for lane, settings in lanes.items()])
+            run_ids = new_execution(s, cell, lanes, record, parent, prompt, now, self.replica)
             touch_session(s, cell.session_id, now)
         self._tell("runs_started", run_ids, record)
         return run_ids

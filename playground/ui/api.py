@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import gradio as gr
 
+from playground.errors import InvalidInput
+
 from .cells import lane_settings
 from .common import GPU_POOL, guarded, owner_of, run_key
 from .views import LaneShown, answer_md, reasoning_html, status_line
@@ -28,14 +30,42 @@ def _session_json(session) -> dict:
         ex = c.latest
         cells.append({"id": c.id, "kind": c.kind, "position": c.position, "prompt": c.prompt,
                       "system_prompt": c.system_prompt, "note": c.note, "settings": c.settings,
-                      "executions": len(c.executions),
+                      "executions": len(c.executions), "turns": _turns_json(c),
                       "latest": {lane: {"status": r.status, "reasoning": r.reasoning_text, "answer": r.answer_text,
                                         "metrics": r.metrics, "tokens": r.generated_tokens}
                                  for lane, r in ex.runs.items()} if ex else None})
     return {"id": session.id, "title": session.title, "cells": cells}
 
 
+def _turns_json(cell) -> list[dict]:
+    """The latest execution's conversation, turn by turn: what was asked, each lane's answer and tokens."""
+    return [{"turn": ex.turn, "execution": ex.number, "prompt": ex.prompt(cell.prompt),
+             "lanes": {lane: {"status": r.status, "reasoning": r.reasoning_text, "answer": r.answer_text,
+                              "prompt_tokens": r.prompt_tokens, "tokens": r.generated_tokens, "metrics": r.metrics}
+                       for lane, r in ex.runs.items()}} for ex in cell.turns]
+
+
+def _register_follow_up(nb, secret: bytes) -> None:
+    def follow_up(cell_id: str, prompt: str, standard: dict, reasoning: dict, request: gr.Request) -> Iterator[dict]:
+        """Ask the next turn of a cell that ran: both lanes continue their own conversations (each its
+        own answers; earlier reasoning dropped unless the reasoning settings say "keep_reasoning": true);
+        streams what /run_cell streams and persists everything as it goes."""
+        reasoning = dict(reasoning or {})
+        keep = reasoning.pop("keep_reasoning", False)
+        if not isinstance(keep, bool):
+            raise InvalidInput("keep_reasoning must be true or false.")
+        lanes = {"standard": lane_settings("standard", standard or {}),
+                 "reasoning": lane_settings("reasoning", reasoning)}
+        for views, _run in nb.follow_up(owner_of(request, secret), cell_id, run_key(request, cell_id), prompt, lanes,
+                                        keep_reasoning=keep):
+            yield _lanes_json(views)
+
+    gr.api(guarded(follow_up), api_name="follow_up", concurrency_id=GPU_POOL)
+
+
 def register_api(pg, nb, store, secret: bytes) -> None:
+    _register_follow_up(nb, secret)
+
     def run(prompt: str, system: str, s_max_new_tokens: float, s_temperature: float, s_top_p: float,
             s_top_k: float, s_seed: float, r_max_new_tokens: float, r_temperature: float, r_top_p: float,
             r_top_k: float, r_seed: float, r_thinking_budget: float | None,

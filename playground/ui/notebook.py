@@ -103,7 +103,7 @@ class _Context:
     ui: NotebookUI
 
     def cell(self, request, cell_id) -> CellFull:
-        return self.store.get_cell(owner_of(request, self.secret), cell_id, runs=True)
+        return self.store.get_cell_full(owner_of(request, self.secret), cell_id)
 
     def show(self, gate, cell: CellFull | None, message: str):
         """Open `cell` (None: close the view) with the list message that says so: one gated write."""

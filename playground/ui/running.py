@@ -129,7 +129,7 @@ def settle_tab(gate, store, owner: str, timer, ui):
     patches, open_cell = [], None
     for cell_id in ended:
         try:
-            cell = store.get_cell(owner, cell_id, runs=True)
+            cell = store.get_cell_full(owner, cell_id)
         except Exception:  # deleted meanwhile: its row went with it
             continue
         patches.append(rows.row_of(cell))

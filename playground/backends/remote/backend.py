@@ -98,14 +98,18 @@ class RemoteBackend:
                                    "during generation); a remote endpoint cannot do that. Clear the budget, or lower "
                                    "max_new_tokens instead.")
 
-    def start(self, prompt: str, system: str | None = None, lanes: dict[str, LaneSettings] | None = None) -> RemoteRun:
+    def start(self, prompt: str, system: str | None = None, lanes: dict[str, LaneSettings] | None = None,
+              history: dict[str, tuple] | None = None, keep_reasoning: bool = False) -> RemoteRun:
+        """`history`: lane -> that lane's earlier turns (a follow-up), sent as messages."""
         lanes = lanes or {"standard": LaneSettings(), "reasoning": LaneSettings()}
+        history = history or {}
         self.check_lanes(lanes)
         self.resolve_model()
         tok = self.tokenizer()
         requests, prompts = {}, {}
         for lane, s in lanes.items():
-            messages, kwargs = lane_request(self.style, self.switch, lane, prompt, system)
+            messages, kwargs = lane_request(self.style, self.switch, lane, prompt, system, history.get(lane, ()),
+                                            keep_reasoning)
             requests[lane] = request_body(self.cfg.model, self.switch, lane, messages, kwargs, s, self.dropped_fields)
             prompts[lane] = lane_prompt(tok, lane, messages, kwargs, self.switch, self.cfg.model)
         return RemoteRun(self, prompts, lanes, requests)

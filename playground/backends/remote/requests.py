@@ -12,6 +12,7 @@ import logging
 from playground.config import RemoteSwitch
 from playground.lanes import LaneSettings
 from playground.prompting.catalog import PRESETS, Preset, guess_style
+from playground.prompting.conversation import Turn
 from playground.prompting.families import FAMILIES, THINKING_FLAGS, lane_messages
 from playground.prompting.prompts import LanePrompt, ends_inside_think, render_chat
 
@@ -50,15 +51,20 @@ def style_for_model(name: str) -> str:
     return p.reasoning_style if p else guess_style(name)[1]
 
 
-def lane_request(style: str, switch: str, lane: str, prompt: str, system: str | None) -> tuple[list[dict], dict]:
+def lane_request(style: str, switch: str, lane: str, prompt: str, system: str | None,
+                 history: tuple[Turn, ...] = (), keep_reasoning: bool = False) -> tuple[list[dict], dict]:
     """(messages, chat_template_kwargs) for one lane under a resolved switch (not "auto"); the
-    reasoning field goes on the body (request_body)."""
+    reasoning field goes on the body (request_body). `history` is THIS lane's earlier turns: they go
+    as messages, each earlier trace sent back (as its think block) only when `keep_reasoning`, so a
+    server that splits reasoning out (reasoning_content) never sees a dropped one."""
     on = lane == "reasoning"
-    if switch == "soft_switch":
-        prompt = f"{prompt} {SOFT_SWITCHES[lane]}"
+    # Every user turn carried the soft switch when it was asked: the history says it again.
+    suffix = f" {SOFT_SWITCHES[lane]}" if switch == "soft_switch" else ""
     # The server's template is not known for sure here: send every family's flag.
     kwargs = {flag: on for flag in THINKING_FLAGS} if switch == "template_kwargs" else {}
-    return lane_messages(style, lane, prompt, system, switch).messages, kwargs
+    lm = lane_messages(style, lane, prompt, system, switch, history=history, keep_reasoning=keep_reasoning,
+                       suffix=suffix)
+    return lm.messages, {**kwargs, **{k: v for k, v in lm.template_kwargs.items() if k not in kwargs and v}}
 
 
 def request_body(model: str, switch: str, lane: str, messages: list[dict], kwargs: dict, s: LaneSettings,

@@ -129,7 +129,7 @@ def decimate(xs: Sequence, ys: Sequence, limit: int = MAX_DRAWN_POINTS) -> tuple
     out_x: list = []
     out_y: list = []
     for a, b in runs:
-        if out_x:
+        if a > 0:  # the run after a break (even an empty one: every break stays, however many there are)
             out_x.append(None)
             out_y.append(None)
         keep = _extremes(ys, a, b, max(2, limit * (b - a) // total))

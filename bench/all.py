@@ -27,6 +27,14 @@ GOALS = {
     "page": [("efficiency", "", None), ("late_over_early", "", None), ("early_update_ms", "", None),
              ("late_update_ms", "", None), ("early_kb_s", "", None), ("late_kb_s", "", None),
              ("mb_received", "", None)],
+    "page_scale": [("ready_ms", "≤ 2000", lambda v: v <= 2000), ("add_ms", "≤ 300", lambda v: v <= 300),
+                   ("move_ms", "≤ 300", lambda v: v <= 300), ("delete_ms", "≤ 300", lambda v: v <= 300),
+                   *((f"{k}_ratio", "≤ 2", lambda v: v <= 2) for k in ("ready", "add", "move", "delete")),
+                   *((f"{k}_exponent", "", None) for k in ("ready", "add", "move", "delete")),
+                   ("heap_mb", "≤ 300", lambda v: v <= 300), ("gpu_bytes_over_budget", "≤ 1", lambda v: v <= 1),
+                   ("gpu_mb_received", "", None), ("gpu_text_kb", "", None),
+                   ("gpu_longest_task_ms", "≤ 200", lambda v: v <= 200),
+                   ("gpu_max_behind_s", "≤ 1", lambda v: v <= 1)],
     "store": [("open_session_ms", "≤ 250", lambda v: v <= 250), ("list_sessions_ms", "≤ 50", lambda v: v <= 50),
               ("finish_run_ms", "≤ 10", lambda v: v <= 10), ("checkpoint_ms", "≤ 5", lambda v: v <= 5)],
     "load_model": [("cold_conversion_s", "", None)],
@@ -39,7 +47,7 @@ GOALS = {
     "batch": [("scheduler_over_chunks", "≥ 1.3", lambda v: v >= 1.3), ("speedup", "> 1", lambda v: v > 1),
               ("sequential_s", "", None), ("chunks_s", "", None), ("scheduler_s", "", None), ("cells", "", None)],
 }
-ALL = "paired,arrival,stream,page,store,load_model,load,batch"
+ALL = "paired,arrival,stream,page,page_scale,store,load_model,load,batch"
 # What a reader needs to read a benchmark's figures right, printed under the table.
 NOTES = {
     "load": "16 visitors (each its own owner cookie) run 5 cells each at once. wait = submit to the first "
@@ -54,6 +62,12 @@ NOTES = {
             "engine's tok/s in the server during that run over the engine alone, and kb_s the bytes the page "
             "received per second in the first and last fifth of the run (late includes the charts, redrawn "
             "every 3 s with every token so far). No goal of its own: bench.stream holds the issue's goals.",
+    "page_scale": "The page in headless Chromium on sessions of 10, 100 and 1,000 cells (one in ten run), built "
+                  "through the store; figures at 1,000 cells, ratios 1,000 over 10, exponent the slope of log(time) "
+                  "over log(cells). ready = navigation until every row is known, the first cell open and a key "
+                  "handled; add / move / delete = the click until the page shows its result. gpu_*: one cell "
+                  "whose reasoning lane streams 16,000 tokens from a local OpenAI-compatible stub (150 tok/s a "
+                  "lane) through the remote backend; bytes_over_budget = bytes received / (3 x text + 2 MB).",
     "batch": "16 sample cells (samples/arithmetic-word-logic.jsonl) of mixed lengths (8–96 tokens per lane) "
              "run one by one, in chunks of four (each waiting for its slowest row: the old shape), and through "
              "the step scheduler with four in flight; scheduler_over_chunks = chunks_s / scheduler_s.",

@@ -47,6 +47,8 @@ def page_once(browser, url: str, tokens: int) -> dict:
         received: list[tuple[float, int]] = []
         cdp.on("Network.dataReceived", lambda e: received.append((time.perf_counter(), e["dataLength"])))
         page.goto(url + "/")
+        # Loaded: the list has its rows and the first cell is open (the view is in the page, empty, before).
+        page.wait_for_function("() => window.pgNotebook && window.pgNotebook.state().open", timeout=120_000)
         page.wait_for_selector(".prompt-cell .run-btn", timeout=120_000)
         cell = page.locator(".prompt-cell").first
         cell.locator(".cell-prompt textarea").fill(PROMPT)

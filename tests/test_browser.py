@@ -12,12 +12,22 @@ from bench.common import lane_status, set_setting, wait_status
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+# The page has loaded its session once its list has every row and the first cell is open in the view (the
+# view's components are in the page before that, empty).
+OPEN_JS = ("() => window.pgNotebook && window.pgNotebook.state().open && "
+           "/Cell \\d/.test(document.querySelector('#open-cell .open-cell-title')?.innerText || '')")
+
+
+def wait_open(pg) -> None:
+    pg.wait_for_function(OPEN_JS, timeout=60_000)
+
+
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 1600})
     pg = context.new_page()
     pg.goto(server.url + "/")
-    pg.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
+    wait_open(pg)
     yield pg
     context.close()
 
@@ -31,7 +41,7 @@ def test_run_a_cell_and_see_both_lanes_charts_and_folding(page):
     wait_status(cell, "standard", r"running|done")
     wait_status(cell, "standard", r"done")
     wait_status(cell, "reasoning", r"done")
-    # the page re-renders from the store after a run: the session summary then counts this cell
+    # the run's end refreshes the session summary from the store: it then counts this cell
     page.wait_for_function("() => /cells? run/.test(document.querySelector('#summary-text')?.innerText || '')",
                            timeout=30_000)
     page.wait_for_timeout(500)
@@ -71,16 +81,21 @@ def test_stop_a_long_run(page):
 
 
 def test_add_a_cell_from_an_example_and_the_notebook_keeps_it(page):
-    prompts = page.locator(".cell-prompt textarea")  # one per prompt cell
-    before = prompts.count()
+    rows = "window.pgNotebook.state().rows"
+    before = page.evaluate(rows)
     page.get_by_role("button", name="Logic puzzle").click()
-    page.wait_for_function(f"() => document.querySelectorAll('.cell-prompt textarea').length > {before}",
-                           timeout=30_000)
-    assert "Alice is older than Bob" in prompts.last.input_value()
+    page.wait_for_function(f"() => {rows} == {before + 1}", timeout=30_000)
+    prompt = page.locator("#open-cell .cell-prompt textarea")  # the new cell opens at once
+    page.wait_for_function("() => /Alice is older than Bob/.test(document.querySelector("
+                           "'#open-cell .cell-prompt textarea').value)", timeout=30_000)
+    assert page.locator(f".cell-row[data-index='{before}'] .row-text").inner_text().startswith("Alice is older")
     page.reload()
-    page.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
-    assert prompts.count() == before + 1
-    assert "Alice is older than Bob" in prompts.last.input_value()
+    wait_open(page)
+    page.wait_for_function(f"() => {rows} == {before + 1}", timeout=30_000)
+    page.locator(f".cell-row[data-index='{before}']").click()
+    page.wait_for_function(f"() => /Cell {before + 1}\\b/.test(document.querySelector('#open-cell .open-cell-title')"
+                           ".innerText)", timeout=30_000)
+    assert "Alice is older than Bob" in prompt.input_value()
 
 
 def test_share_a_session_as_a_read_only_link(page, browser):

@@ -16,7 +16,7 @@ import pytest
 from playground.store import open_store
 from playground.web.identity import COOKIE_NAME, load_secret, new_owner_id, sign
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)  # the first test also waits for the shared server and its model
 
 EVIL = "evil.example"
 PAYLOADS = [
@@ -81,8 +81,9 @@ def hostile_run(store, owner, cell_id) -> None:
                          prompt_tokens=5, metrics=None, finish_reason="error", error=f"Failed. {HOSTILE}")
 
 
-def open_page(browser, server, cookie: str, session_id: str):
-    """The notebook at ?session=…, as the visitor, with every request, dialog and page error recorded."""
+def open_page(browser, server, cookie: str, session_id: str, rows: int):
+    """The notebook at ?session=…, as the visitor, with every request, dialog and page error recorded,
+    once its `rows` rows are there and its first cell is open."""
     context = browser.new_context(viewport={"width": 1400, "height": 1800})
     context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": server.url}])
     page = context.new_page()
@@ -92,7 +93,8 @@ def open_page(browser, server, cookie: str, session_id: str):
     page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
     page.on("pageerror", lambda exc: seen["errors"].append(str(exc)))
     page.goto(f"{server.url}/?session={session_id}")
-    page.wait_for_selector(".prompt-cell .run-btn", timeout=60_000)
+    page.wait_for_function(f"() => window.pgNotebook && window.pgNotebook.state().rows == {rows} "
+                           "&& window.pgNotebook.state().open", timeout=60_000)
     page.wait_for_timeout(500)  # let a late onerror/onload fire if anything slipped through
     return context, page, seen
 
@@ -116,37 +118,45 @@ def test_hostile_prompts_and_model_output_show_as_inert_text(browser, server, st
     short = {"standard": {"max_new_tokens": 12}, "reasoning": {"max_new_tokens": 16}}
     live = store.add_cell(owner, session.id, prompt=f"Repeat this exactly: {HOSTILE}", settings=short)
 
-    context, page, seen = open_page(browser, server, cookie, session.id)
+    context, page, seen = open_page(browser, server, cookie, session.id, 2)
     try:
-        first, second = page.locator(f"#cell-{loaded.id}"), page.locator(f"#cell-{live.id}")
+        view = page.locator("#open-cell")  # the one open cell: the first, on opening the session
         assert_nothing_ran(page, seen)
+        # The rows show each prompt's first line as text.
+        row_text = page.locator(".cell-row .row-text")
+        assert row_text.nth(0).inner_text() == f"Loaded. {PAYLOADS[0]}"
+        assert row_text.nth(1).inner_text() == f"Repeat this exactly: {PAYLOADS[0]}"
         # The payloads read as written: prompt and system prompt in their boxes, the title, the
         # reasoning trace verbatim, the answers and the error with their HTML as text.
-        assert first.locator(".cell-prompt textarea").input_value() == f"Loaded. {HOSTILE}"
-        assert HOSTILE in first.locator("textarea").nth(1).input_value()
+        assert view.locator(".cell-prompt textarea").input_value() == f"Loaded. {HOSTILE}"
+        assert view.locator(".cell-system textarea").input_value() == f"System. {HOSTILE}"
         assert page.locator("#session-title textarea, #session-title input").first.input_value() == session.title
-        assert first.locator(".lane-reasoning .prose.reasoning-trace").inner_text() == f"Thinking. {HOSTILE}"
+        assert view.locator(".lane-reasoning .prose.reasoning-trace").inner_text() == f"Thinking. {HOSTILE}"
         for lane in ("standard", "reasoning"):
-            answer = first.locator(f".lane-{lane} .prose.lane-answer").inner_text()
-            status = first.locator(f".lane-{lane} .prose.lane-status").inner_text()
+            answer = view.locator(f".lane-{lane} .prose.lane-answer").inner_text()
+            status = view.locator(f".lane-{lane} .prose.lane-status").inner_text()
             for payload in LITERAL:
                 assert payload in answer, (lane, payload, answer)
                 assert payload in status, (lane, payload, status)
 
-        # The hostile prompt through the real model, streamed into the page and saved.
-        second.locator(".run-btn").click()
+        # The hostile prompt through the real model, streamed into the open cell and saved.
+        page.locator(".cell-row[data-index='1']").click()
+        page.wait_for_function("() => /Cell 2\\b/.test(document.querySelector('#open-cell .open-cell-title')"
+                               ".innerText)", timeout=30_000)
+        view.locator(".run-btn").click()
         for lane in ("standard", "reasoning"):
             page.wait_for_function(
                 "el => /done|stopped|error/.test(el.innerText)",
-                arg=second.locator(f".lane-{lane} .prose.lane-status").element_handle(), timeout=120_000)
-        page.wait_for_timeout(1000)  # the page re-renders from the store after a run
+                arg=view.locator(f".lane-{lane} .prose.lane-status").element_handle(), timeout=120_000)
+        page.wait_for_function("() => /done/.test(document.querySelector(\".cell-row[data-index='1'] .row-reasoning\")"
+                               ".textContent)", timeout=30_000)  # the run's end reached its row
         assert_nothing_ran(page, seen)
-        assert page.locator(f"#cell-{live.id} .cell-prompt textarea").input_value() == live.prompt
+        assert view.locator(".cell-prompt textarea").input_value() == live.prompt
         saved = store.get_session(owner, session.id).cells[1]
         assert saved.latest is not None and {r.status for r in saved.latest.runs.values()} == {"done"}
         assert foreign(seen) == []  # the browser called no host but the playground
-        # The page's Content-Security-Policy leaves the page itself working: the cells' charts are drawn.
-        page.wait_for_function("() => document.querySelectorAll('.prompt-cell .js-plotly-plot .main-svg').length >= 6",
+        # The page's Content-Security-Policy leaves the page itself working: the cell's charts are drawn.
+        page.wait_for_function("() => document.querySelectorAll('#open-cell .js-plotly-plot .main-svg').length >= 3",
                                timeout=30_000)
     finally:
         context.close()
@@ -159,7 +169,7 @@ def test_an_imported_note_with_images_cannot_call_another_host(browser, server, 
     session = store.create_session(owner, "Imported notes")
     store.add_cell(owner, session.id, kind="note", note=f"# Imported\n\n{HOSTILE}")
     store.add_cell(owner, session.id, prompt="A harmless prompt.")
-    context, page, seen = open_page(browser, server, cookie, session.id)
+    context, page, seen = open_page(browser, server, cookie, session.id, 2)
     try:
         assert seen["dialogs"] == [] and page.evaluate("() => typeof window.__pwned") == "undefined"
         outside = foreign(seen)

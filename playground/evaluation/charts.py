@@ -30,6 +30,9 @@ HEIGHT = 300
 SUMMARY_HEIGHT = 460  # four panels need more room than one chart to stay legible
 MARGIN = dict(l=55, r=10, t=40, b=45)
 MARKER_LIMIT = 200  # markers show single-token segments on short runs; long runs stay plain lines
+# Points drawn per line: a chart a screen wide shows no more, and a 16,000-token lane would otherwise
+# send (and make the browser draw) 16,000 points per line. The numbers still count every token.
+MAX_DRAWN_POINTS = 1_000
 
 
 # Objects with the LaneMetrics fields (playground.evaluation.metrics.LaneMetrics or a stored equivalent); read
@@ -86,10 +89,20 @@ class CellSummary:
     reasoning: LaneMetricsLike | None
 
 
+# plotly_white's look, only the parts these 2-D charts use: applying the full template deep-copies it
+# (about 0.1 s a figure on a small CPU) and adds 7 KB to every figure sent to a page.
+_AXIS = dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", zerolinecolor="#EBF0F8", zerolinewidth=2, ticks="",
+             automargin=True, title=dict(standoff=15))
+THEME = go.layout.Template(layout=dict(
+    paper_bgcolor="white", plot_bgcolor="white", font=dict(color="#2a3f5f"), hoverlabel=dict(align="left"),
+    colorway=["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3"], xaxis=_AXIS, yaxis=_AXIS,
+    annotationdefaults=dict(arrowcolor="#2a3f5f", arrowhead=0, arrowwidth=1), title=dict(x=0.05)))
+
+
 def _style(fig: go.Figure, title: str, uirevision: Any, height: int = HEIGHT) -> go.Figure:
     # uirevision: while it stays the same, plotly keeps the user's zoom/legend toggles across re-renders
     # (the UI re-renders on every streamed token).
-    fig.update_layout(title=dict(text=title, font_size=14), template="plotly_white", height=height,
+    fig.update_layout(title=dict(text=title, font_size=14), template=THEME, height=height,
                       margin=MARGIN, uirevision=uirevision, hovermode="closest",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     return fig
@@ -99,6 +112,44 @@ def _empty(fig: go.Figure, message: str) -> go.Figure:
     fig.add_annotation(text=message, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
                        font=dict(size=14, color=OTHER_COLOR))
     return fig
+
+
+def decimate(xs: Sequence, ys: Sequence, limit: int = MAX_DRAWN_POINTS) -> tuple[list, list]:
+    """At most about `limit` points that draw the same line: each bucket of neighbouring points keeps its
+    lowest and highest (in their order), so spikes and both ends survive; a None (a break) is kept."""
+    if len(xs) <= limit:
+        return list(xs), list(ys)
+    runs, start = [], 0
+    for i, x in enumerate(xs):
+        if x is None:
+            runs.append((start, i))
+            start = i + 1
+    runs.append((start, len(xs)))
+    total = sum(b - a for a, b in runs) or 1
+    out_x: list = []
+    out_y: list = []
+    for a, b in runs:
+        if a > 0:  # the run after a break (even an empty one: every break stays, however many there are)
+            out_x.append(None)
+            out_y.append(None)
+        keep = _extremes(ys, a, b, max(2, limit * (b - a) // total))
+        out_x += [xs[i] for i in keep]
+        out_y += [ys[i] for i in keep]
+    return out_x, out_y
+
+
+def _extremes(ys: Sequence, a: int, b: int, k: int) -> list[int]:
+    """Indices in [a, b): the first, the last, and each of k/2 buckets' lowest and highest."""
+    if b - a <= k:
+        return list(range(a, b))
+    buckets = max(1, k // 2)
+    size = -(-(b - a) // buckets)
+    keep = {a, b - 1}
+    for lo in range(a, b, size):
+        hi = min(b, lo + size)
+        keep.add(min(range(lo, hi), key=ys.__getitem__))
+        keep.add(max(range(lo, hi), key=ys.__getitem__))
+    return sorted(keep)
 
 
 def _segment(s: LaneSeries, kind: str) -> tuple[list, list]:
@@ -116,9 +167,11 @@ def _segment(s: LaneSeries, kind: str) -> tuple[list, list]:
     return xs, ys
 
 
-def tokens_over_time(lanes: Sequence[LaneSeries], *, uirevision: Any = "tokens_over_time") -> go.Figure:
+def tokens_over_time(lanes: Sequence[LaneSeries], *, uirevision: Any = "tokens_over_time",
+                     max_points: int = MAX_DRAWN_POINTS) -> go.Figure:
     """Cumulative tokens vs time, one line per lane; thinking drawn dotted, a dashed marker at the first
-    answer token. Traces carry meta={"lane", "role"} (role "tokens" or "first_answer")."""
+    answer token. Traces carry meta={"lane", "role"} (role "tokens" or "first_answer"). Each line is
+    drawn with at most about max_points points (decimate)."""
     fig = go.Figure()
     for s in lanes:
         n = len(s.times)
@@ -130,7 +183,7 @@ def tokens_over_time(lanes: Sequence[LaneSeries], *, uirevision: Any = "tokens_o
         parts = ([("reasoning", "thinking", "dot"), ("answer", "answer", "solid")]
                  if "reasoning" in s.kinds[:n] else [("answer", None, "solid")])
         for kind, label, dash in parts:
-            xs, ys = _segment(s, kind)
+            xs, ys = decimate(*_segment(s, kind), max_points)
             if not xs:
                 continue
             fig.add_scatter(x=xs, y=ys, mode=mode, name=f"{s.lane} ({label})" if label else s.lane,
@@ -150,14 +203,17 @@ def tokens_over_time(lanes: Sequence[LaneSeries], *, uirevision: Any = "tokens_o
     return _style(fig, "Tokens over time", uirevision)
 
 
-def inter_token_latency(lanes: Sequence[LaneSeries], *, uirevision: Any = "inter_token_latency") -> go.Figure:
-    """Gap before each token (ms) vs that token's number (2..n), one trace per lane with ≥2 tokens."""
+def inter_token_latency(lanes: Sequence[LaneSeries], *, uirevision: Any = "inter_token_latency",
+                        max_points: int = MAX_DRAWN_POINTS) -> go.Figure:
+    """Gap before each token (ms) vs that token's number (2..n), one trace per lane with ≥2 tokens, drawn
+    with at most about max_points points (decimate keeps the spikes)."""
     fig = go.Figure()
     for s in lanes:
         if len(s.times) < 2:
             continue
         gaps = [(b - a) * 1000 for a, b in zip(s.times, s.times[1:])]
-        fig.add_scatter(x=list(range(2, len(s.times) + 1)), y=gaps, mode="lines", name=s.lane,
+        xs, ys = decimate(range(2, len(s.times) + 1), gaps, max_points)
+        fig.add_scatter(x=xs, y=ys, mode="lines", name=s.lane,
                         meta={"lane": s.lane}, line=dict(color=lane_color(s.lane), width=1),
                         hovertemplate="token %{x}: %{y:.1f} ms<extra></extra>")
     if not fig.data:

@@ -2,7 +2,9 @@
 
 create_app() returns the Blocks and never launches it; server.py mounts it. Handlers are thin:
 the logic lives in playground.app.service / playground.app.notebook / playground.store, and every
-PlaygroundError becomes a readable gr.Error, never a stack trace.
+handler goes through one error wrapper (common.guarded): a readable gr.Error, never a stack trace.
+The notebook is a list of rows and one open-cell view (notebook.py, detail.py), so the page costs
+what is on screen, not what is in the session.
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ import logging
 import gradio as gr
 
 from playground.app.notebook import Notebook
-from playground.app.service import Playground, explain
+from playground.app.service import Playground
 from playground.backends import concurrent_runs
-from playground.evaluation.charts import CellSummary, session_summary, summary_numbers
-from playground.evaluation.metrics import LaneMetrics
 
 from .api import register_api
-from .batch import render_batch_panel, render_verdict
-from .cells import render_cell
-from .common import guarded, listen, owner_of
+from .batch import render_batch_panel
+from .common import guarded, page
+from .gate import Gates
+from .insights import insights_panel, refresher
 from .model_panel import model_panel
+from .notebook import LIST_CSS, notebook_panel
+from .running import wire_runs
 from .sessions import open_first, sessions_panel, share_panel
-from .views import EXAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,7 @@ CSS = """
 .prose.reasoning-trace { white-space: pre-wrap; font-family: var(--font-mono); font-size: 0.9em; max-height: 420px;
                          overflow-y: auto; margin: 0; }
 .lane-answer { min-height: 2em; }
-"""
-
-CTRL_ENTER_JS = """() => { document.addEventListener('keydown', (e) => {
-  if (e.key !== 'Enter' || !(e.ctrlKey || e.metaKey)) return;
-  const cell = document.activeElement && document.activeElement.closest('.cell');
-  const btn = cell ? cell.querySelector('.run-btn') : null;
-  if (btn) { e.preventDefault(); btn.click(); } }); }"""
+""" + LIST_CSS
 
 
 # gradio's queue looks for new events every 1 ms and for progress every 10 ms, even when idle: 8% of
@@ -73,28 +69,10 @@ def mount_page(api, pg: Playground, store, secret: bytes):
     return gr.mount_gradio_app(api, demo, path="/", css=CSS, auth=pg.settings.auth_pairs or None)
 
 
-def summary_of(session) -> tuple[object, str]:
-    """The session summary chart and its headline numbers, from each cell's latest execution."""
-    cells = []
-    for i, cell in enumerate(session.cells, 1):
-        ex = cell.latest
-        if cell.kind != "prompt" or ex is None:
-            continue
-        lanes = {lane: LaneMetrics(**run.metrics) if run.metrics else None for lane, run in ex.runs.items()}
-        cells.append(CellSummary(f"Cell {i}", lanes.get("standard"), lanes.get("reasoning")))
-    nums = summary_numbers(cells)
-    if not cells:
-        return session_summary(cells), "Run a cell to see what reasoning costs."
-    mult = nums.get("median_latency_multiple")
-    text = (f"{nums['cells']} cells run · reasoning lane spent **{nums['total_extra_tokens']:+,}** extra tokens "
-            f"in all · median latency multiple **{mult:.2f}×**" if mult is not None else
-            f"{nums['cells']} cells run · extra tokens {nums['total_extra_tokens']:+,}")
-    return session_summary(cells), text
-
-
 def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
     """The page: one function per panel, each building its components and wiring its handlers."""
     nb = Notebook(pg, store)
+    gates = Gates()
     with gr.Blocks(title="Reasoning playground") as demo:
         gr.Markdown("# Reasoning playground\nEvery cell runs twice, side by side, in one batched pass: "
                     "**standard** (reasoning off) and **reasoning** (reasoning on).")
@@ -108,56 +86,23 @@ def create_app(pg: Playground, store, secret: bytes) -> gr.Blocks:
                 controls = sessions_panel(store, secret)
                 share_panel(store, secret, controls)
             with gr.Column(scale=4):
-                tick = cells_panel(nb, pg, store, secret, controls.sid)
-                render_batch_panel(pg, store, secret, controls.sid, tick)
+                ui = notebook_panel(pg, store, secret, gates, controls.sid)
+                ins = insights_panel(store, secret, gates, controls.sid)
+                refresh = guarded(refresher(store, secret, gates, ins))
+                wire_runs(nb, pg, store, secret, gates, ui, controls.sid, refresh, ins.outputs)
+                for event in render_batch_panel(pg, store, secret, controls.sid, ui.cells, gates=gates):
+                    event.then(refresh, controls.sid, ins.outputs, concurrency_limit=None, api_visibility="private")
+                controls.sid.change(refresh, controls.sid, ins.outputs, concurrency_limit=None,
+                                    api_visibility="private")
         footer.render()
 
         def load_page(request: gr.Request):
-            return (*open_first(store, secret, request), 0)
+            """The page's session (sessions.open_first), its rows and first cell: all in one answer."""
+            session_id, dropdown, title = open_first(store, secret, request)
+            extra = {controls.sid: session_id, controls.dropdown: dropdown, controls.title: title}
+            yield from ui.load(session_id, request, extra)
 
-        demo.load(guarded(load_page), None, [*controls.opened, tick], js=CTRL_ENTER_JS, api_visibility="private")
+        demo.load(page(load_page), None, [*controls.opened, *ui.loaded], api_visibility="private",
+                  show_progress="hidden")
         register_api(pg, nb, store, secret)
     return demo
-
-
-def cells_panel(nb, pg, store, secret: bytes, sid: gr.State) -> gr.State:
-    """Examples, every cell of the open session, its summary and verdict, and the add buttons; returns
-    the tick that re-renders them after a structural change."""
-    tick = gr.State(0)
-    with gr.Row():
-        gr.Markdown("Start from an example:")
-        example_btns = {name: gr.Button(name, size="sm") for name in EXAMPLES}
-
-    @gr.render(inputs=[sid, tick], concurrency_limit=None)
-    def cells(session_id, _tick, request: gr.Request):
-        if not session_id:
-            gr.Markdown("Loading…")
-            return
-        try:
-            session = store.get_session(owner_of(request, secret), session_id)
-        except Exception as exc:
-            gr.Markdown(f"⚠️ {explain(exc)}")
-            return
-        for index, cell in enumerate(session.cells):
-            render_cell(nb, pg, store, secret, session_id, cell, index, tick)
-        with gr.Accordion("Session summary: what did reasoning cost?", open=True):
-            fig, text = summary_of(session)
-            gr.Markdown(text, elem_id="summary-text")
-            gr.Plot(fig, elem_id="summary-plot")
-        render_verdict(session)
-
-    with gr.Row():
-        add_prompt_btn = gr.Button("+ Prompt cell", size="sm", elem_id="add-prompt")
-        add_note_btn = gr.Button("+ Note cell", size="sm", elem_id="add-note")
-
-    def cell_adder(kind: str, prompt: str = ""):
-        def add(session_id, t, request: gr.Request):
-            store.add_cell(owner_of(request, secret), session_id, kind=kind, prompt=prompt)
-            return t + 1
-        return add
-
-    listen(add_prompt_btn.click, cell_adder("prompt"), [sid, tick], tick)
-    listen(add_note_btn.click, cell_adder("note"), [sid, tick], tick)
-    for name, btn in example_btns.items():
-        listen(btn.click, cell_adder("prompt", EXAMPLES[name]), [sid, tick], tick)
-    return tick

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import threading
+import time
 
 import gradio as gr
 
@@ -24,15 +25,17 @@ from playground.app.batch_jobs import (
     plan_jobs,
     run_jobs,
 )
-from playground.evaluation.charts import accuracy_bars, budget_curve, verdict_scatter
 from playground.evaluation.datasets import DATASET_FORMATS, mapping_from_text
 from playground.evaluation.verdict import session_verdict
-from playground.sharing.markdown import VERDICT_COLUMNS, verdict_rows
 
 from ..errors import InvalidInput
-from .common import GPU_POOL, guarded, listen, owner_of
+from . import rows
+from .common import GPU_POOL, listen, owner_of
+from .gate import Gates
+from .insights import verdict_figures, verdict_md
 
 MAX_ERRORS_SHOWN = 20  # bad rows listed on the page; the rest are counted
+ROWS_EVERY_S = 1.0  # a batch re-reads its session's rows at most this often (and at its end)
 BUDGETS_TEXT = ", ".join("unlimited" if b is None else str(b) for b in DEFAULT_BUDGETS)
 
 
@@ -79,20 +82,41 @@ def chosen_cells(session, text: str | None) -> list[str] | None:
 
 
 def render_verdict(session) -> None:
-    """The verdict of the open session, drawn inside the page's @gr.render from stored grades."""
+    """A session's verdict as a panel of its own, drawn at once (the page keeps one in insights.py,
+    refreshed from the store and drawn only while open)."""
     v = session_verdict(session)
-    with gr.Accordion("Did reasoning pay?", open=bool(v.compared or v.budget_curve), elem_id="verdict"):
-        table = "\n".join("| " + " | ".join(r) + " |" for r in verdict_rows(v))
-        gr.Markdown(f"{v.headline()}\n\n| " + " | ".join(VERDICT_COLUMNS) + " |\n|" + "---|" * len(VERDICT_COLUMNS)
-                    + f"\n{table}", elem_id="verdict-text")
+    with gr.Accordion("Did reasoning pay?", open=True):
+        gr.Markdown(verdict_md(v))
         with gr.Row():
-            gr.Plot(verdict_scatter(v.cells), elem_id="verdict-scatter")
-            gr.Plot(accuracy_bars(v.lanes), elem_id="verdict-accuracy")
-            gr.Plot(budget_curve(v.budget_curve, v.lanes["standard"].accuracy), elem_id="verdict-budget")
+            for fig in verdict_figures(v):
+                gr.Plot(fig)
 
 
-def render_batch_panel(pg, store, secret, sid, tick) -> None:
-    """Import, Run all, Stop and Sweep for the open session; bumps `tick` so the cells re-render."""
+class RowWatch:
+    """The rows of a session as the page last got them, so a batch sends only the rows that changed, at
+    most every ROWS_EVERY_S (reading the session costs ~0.1 s at 1,000 run cells)."""
+
+    def __init__(self, store, owner: str, session_id: str):
+        self.store, self.owner, self.session_id = store, owner, session_id
+        self.sent: dict[str, dict] = {}
+        self.last = 0.0
+        self.changed()
+
+    def changed(self, force: bool = False) -> list[dict] | None:
+        now = time.monotonic()
+        if not force and now - self.last < ROWS_EVERY_S:
+            return None
+        self.last = now
+        fresh = {c.id: rows.row_of(c) for c in self.store.get_session(self.owner, self.session_id).cells}
+        out = [r for cid, r in fresh.items() if self.sent.get(cid) != r]
+        self.sent = fresh
+        return out
+
+
+def render_batch_panel(pg, store, secret, sid, cells, gates: Gates | None = None) -> list:
+    """Import, Run all, Stop and Sweep for the open session; their rows reach `cells` (the notebook's
+    list) as they change. Returns the events that end with the session changed (to chain refreshes)."""
+    gates = gates or Gates()
     stops: dict[str, threading.Event] = {}
     with gr.Accordion("Batch: import prompts, run all, sweep budgets", open=False, elem_id="batch-panel"):
         gr.Markdown("A JSONL, CSV or Parquet file, one prompt per row, with optional `system`, `expected` and "
@@ -117,20 +141,23 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
             stop_btn = gr.Button("Stop", variant="stop", size="sm", elem_id="batch-stop")
         batch_md = gr.Markdown(elem_id="batch-progress")
 
-    def do_import(data, fmt, mapping_text, session_id, t, request: gr.Request):
+    def do_import(data, fmt, mapping_text, session_id, request: gr.Request):
         if data is None:
             return gr.skip(), gr.skip()
-        rows, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars, fmt=fmt or "auto",
-                                        mapping=mapping_from_text(mapping_text))
-        import_rows(store, owner_of(request, secret), session_id, rows)
-        return import_report(rows, errors), t + 1
+        gate, owner = gates.of(request), owner_of(request, secret)
+        found, errors = parse_batch_file(data, "", pg.settings.max_prompt_chars, fmt=fmt or "auto",
+                                         mapping=mapping_from_text(mapping_text))
+        import_rows(store, owner, session_id, found)
+        seq = gate.next_seq()
+        return import_report(found, errors), rows.reset(seq, session_id, store.get_session(owner, session_id).cells,
+                                                          gate.cell_id)
 
-    listen(batch_file.upload, do_import, [batch_file, fmt_box, mapping_box, sid, tick], [batch_md, tick],
-           api_name="batch_import")
+    done = [listen(batch_file.upload, do_import, [batch_file, fmt_box, mapping_box, sid], [batch_md, cells],
+                   api_name="batch_import")]
 
     def runner(sweep: bool):
         def go(session_id, size, budgets_text, only_text, request: gr.Request):
-            owner = owner_of(request, secret)
+            owner, gate = owner_of(request, secret), gates.of(request)
             stop = threading.Event()
             key = _stop_key(request, session_id)
             stops[key] = stop
@@ -141,10 +168,12 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
                                  budgets=budgets, cell_ids=chosen_cells(session, only_text))
                 if not jobs:
                     raise InvalidInput("No prompt cells to run: add cells or import a file first.")
+                watch = RowWatch(store, owner, session_id)
                 steps = run_jobs(pg, store, owner, jobs, batch_size=int(size), stop=stop, run_code=_run_code(pg))
                 try:
                     for p in steps:
-                        yield progress_md(p)
+                        changed = watch.changed(force=p.finished)
+                        yield progress_md(p), _rows_message(gate, changed)
                 finally:
                     steps.close()  # a cancelled event or closed tab stops the generate now, not at GC
             finally:
@@ -152,9 +181,8 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
         return go
 
     for btn, sweep in ((run_all_btn, False), (sweep_btn, True)):
-        listen(btn.click, runner(sweep), [sid, batch_size, budgets_box, only_box], batch_md, concurrency_id=GPU_POOL,
-               api_name="batch_sweep" if sweep else "batch_run_all").then(
-            guarded(lambda t: t + 1), tick, tick, concurrency_limit=None, api_visibility="private")
+        done.append(listen(btn.click, runner(sweep), [sid, batch_size, budgets_box, only_box], [batch_md, cells],
+                           concurrency_id=GPU_POOL, api_name="batch_sweep" if sweep else "batch_run_all"))
 
     def stop_batch(session_id, request: gr.Request):
         event = stops.get(_stop_key(request, session_id))
@@ -163,6 +191,14 @@ def render_batch_panel(pg, store, secret, sid, tick) -> None:
 
     # Explicit names: a handler named after a public endpoint (/stop, /run) would push it to /stop_1.
     listen(stop_btn.click, stop_batch, sid, None, api_name="batch_stop")
+    return done
+
+
+def _rows_message(gate, changed: list[dict] | None):
+    """The rows a batch step changed, and which of them the page should reload if open."""
+    if not changed:
+        return gr.skip()
+    return rows.message(gate.next_seq(), "rows", rows=changed, refresh=[r["id"] for r in changed])
 
 
 def _run_code(pg):

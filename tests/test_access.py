@@ -87,8 +87,23 @@ def test_runs_per_visitor_are_limited_server_side(loaded_nf4, tmp_path):
     pg.start_run("k4", "hi", None, lanes, owner="visitor-b").collect()  # others are not affected
 
 
-def test_a_waiting_visitor_sees_their_place_in_the_queue(server):
+@pytest.fixture
+def one_run_at_a_time(tmp_path, models_dir):
+    """A server that admits one run at a time, so a second visitor really waits in the queue (at the
+    shipped `auto` the step scheduler lets both runs share decode steps and nobody queues)."""
+    (tmp_path / "models").symlink_to(models_dir)
+    srv = ServerProcess(tmp_path, env={"PLAYGROUND_MAX_CONCURRENT_RUNS": "1"})
+    try:
+        srv.wait_ready(timeout=600)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_a_waiting_visitor_sees_their_place_in_the_queue(one_run_at_a_time):
     from gradio_client.utils import Status
+
+    server = one_run_at_a_time
 
     first, second = Client(server.url, verbose=False), Client(server.url, verbose=False)
     long = {"max_new_tokens": 400, "min_new_tokens": 400}

@@ -82,7 +82,7 @@ def test_errors_are_one_clear_line(db, tmp_path, capsys):
     bad = tmp_path / "v7.json"
     bad.write_text(json.dumps({"schema": SCHEMA, "version": 7}))
     assert main(["import", str(bad), "--owner", OWNER]) == 1
-    assert "version 7; this playground reads version 1" in capsys.readouterr().err
+    assert "version 7; this playground reads versions 1, 2" in capsys.readouterr().err
     assert main(["import", str(tmp_path / "missing.json"), "--owner", OWNER]) == 1
     assert "cannot read" in capsys.readouterr().err
     with open_store(db) as store:

@@ -436,13 +436,25 @@ def test_postgres_writes_wait_out_a_row_lock_and_fail_clearly_past_the_busy_time
 
 @pytest.fixture(scope="module")
 def fault_cluster():
-    """A PostgreSQL of its own for faults that would disturb other tests (a full disk, a stopped server)."""
+    """A PostgreSQL of its own for faults that would disturb other tests (a stopped server)."""
+    with throwaway_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def disk_cluster():
+    """A PostgreSQL for one test alone: a tablespace on a tmpfs that is unmounted after the test would
+    break any later restart of a shared cluster (its WAL redo needs the tablespace's folder)."""
+    with throwaway_cluster() as cluster:
+        yield cluster
+
+
+def throwaway_cluster():
     from bench.pgcluster import PostgresCluster, pg_bin
 
     if pg_bin() is None:
         pytest.skip("PostgreSQL is not installed: run `apt-get install postgresql` (.ci/run does it)")
-    with PostgresCluster() as cluster:
-        yield cluster
+    return PostgresCluster()
 
 
 @pytest.fixture
@@ -471,7 +483,8 @@ def small_pg_disk():
 
 
 @pytest.mark.postgres
-def test_postgres_disk_full_under_a_real_tablespace(fault_cluster, small_pg_disk):
+def test_postgres_disk_full_under_a_real_tablespace(small_pg_disk, disk_cluster):  # the cluster ends first
+    fault_cluster = disk_cluster
     # The database lives on the 8 MiB tmpfs (a tablespace there); the WAL stays on the big disk.
     small_disk, space = small_pg_disk
     fault_cluster.sql(f"CREATE TABLESPACE small LOCATION '{space}'", database="postgres")

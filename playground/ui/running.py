@@ -82,7 +82,9 @@ def wire_runs(nb, pg, store, secret: bytes, gates, ui, sid, insights_refresh, in
         if cell_id:
             pg.stop(run_key(request, cell_id))
 
-    listen(d.stop.click, stop_open_cell, d.open_id, None)
+    # Unqueued, like `ask`: a Stop lands at the click, even while the queue is slow to look at new events,
+    # so a run still waiting for its turn is cancelled before that turn comes.
+    listen(d.stop.click, stop_open_cell, d.open_id, None, queue=False)
     return timer
 
 

@@ -130,9 +130,11 @@ def in_threads(fn, items) -> list:
     return out
 
 
-def crowd(url: str, args, lanes) -> tuple[list[Visitor], float]:
-    """`args.visitors` visitors, each with its own identity, run their cells all at once: (visitors, wall s)."""
-    visitors = in_threads(lambda n: Visitor(url, f"v{n:02d}", args.cells), range(args.visitors))
+def crowd(url: str | list[str], args, lanes) -> tuple[list[Visitor], float]:
+    """`args.visitors` visitors, each with its own identity, run their cells all at once: (visitors, wall s).
+    Given several URLs (replicas), visitor n stays on url n mod len, as a sticky proxy keeps a browser."""
+    urls = [url] if isinstance(url, str) else url
+    visitors = in_threads(lambda n: Visitor(urls[n % len(urls)], f"v{n:02d}", args.cells), range(args.visitors))
     start = threading.Barrier(len(visitors) + 1)
 
     def go(v: Visitor) -> None:

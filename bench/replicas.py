@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from bench.common import ServerProcess, emit, table
-from bench.load import LANES, Visitor, in_threads
+from bench.load import LANES, Visitor, crowd, in_threads
 from bench.pgcluster import PostgresCluster
 from playground.evaluation.metrics import percentile
 
@@ -58,21 +56,7 @@ def main() -> None:
                 servers.append(ServerProcess(home, env={**env, "PLAYGROUND_REPLICA_ID": name}))
                 servers[-1].wait_ready(timeout=600)
             urls = [s.url for s in servers]
-            visitors = in_threads(lambda n: Visitor(urls[n % 2], f"v{n:02d}", args.cells), range(args.visitors))
-            start = threading.Barrier(len(visitors) + 1)
-
-            def go(v: Visitor) -> None:
-                start.wait()
-                v.run_all(lanes)
-
-            threads = [threading.Thread(target=go, args=(v,)) for v in visitors]
-            for t in threads:
-                t.start()
-            start.wait()
-            t0 = time.perf_counter()
-            for t in threads:
-                t.join()
-            wall_s = time.perf_counter() - t0
+            visitors, wall_s = crowd(urls, args, lanes)
             elsewhere = in_threads(lambda nv: read_elsewhere(nv[1], urls[(nv[0] + 1) % 2]), enumerate(visitors))
             seen = in_threads(lambda v: v.leaks([o for o in visitors if o is not v]), visitors)
         finally:

@@ -53,7 +53,7 @@ function makeRow() {
   const el = document.createElement('div');
   el.className = 'cell-row';
   el.setAttribute('role', 'option');
-  for (const cls of ['row-n', 'row-text']) el.appendChild(part('span', cls));
+  for (const cls of ['row-n', 'row-text', 'row-turns']) el.appendChild(part('span', cls));
   for (const lane of LANES) {
     const box = part('span', 'row-lane row-' + lane);
     for (const cls of ['row-st', 'row-g', 'row-tok', 'row-s']) box.appendChild(part('span', cls));
@@ -82,8 +82,9 @@ function fill(el, r, i) {
   el.title = r.text || '';
   el.children[0].textContent = String(i + 1);
   el.children[1].textContent = r.text || (r.kind === 'note' ? '(empty note)' : '(empty prompt)');
+  el.children[2].textContent = r.turns > 1 ? `${r.turns} turns` : '';
   LANES.forEach((lane, k) => {
-    const box = el.children[2 + k], l = r.lanes && r.lanes[k];
+    const box = el.children[3 + k], l = r.lanes && r.lanes[k];
     box.hidden = r.kind === 'note';
     box.className = `row-lane row-${lane} st-${l ? l.st : 'none'}`;
     box.children[0].textContent = l ? `${ICONS[l.st] || ''} ${l.st}` : '–';
@@ -232,7 +233,9 @@ function onKey(e) {
   const typing = t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
   if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
     const cell = (t && t.closest && t.closest('.cell')) || view();
-    const btn = cell && cell.querySelector('.run-btn');
+    // In the follow-up box it sends the follow-up; anywhere else in the cell it runs the cell.
+    const inFollowUp = t && t.closest && t.closest('.follow-up');
+    const btn = cell && cell.querySelector(inFollowUp ? '.send-btn' : '.run-btn');
     if (btn && btn.offsetParent !== null) {
       e.preventDefault();
       btn.click();

@@ -18,6 +18,7 @@ from playground.evaluation.graders import DEFAULT_TOLERANCE, GRADER_KINDS
 
 from .cells import execution_grades, execution_view, lane_outputs
 from .common import static_text
+from .turns import lane_history, shown_chain, version_label
 from .views import SETTING_FIELDS, figures, settings_values
 
 CHARTS = "charts"  # the open cell's chart panel, when a tab has it open (Gate.panels)
@@ -56,6 +57,12 @@ class Detail:
     grading_note: gr.Markdown
     run: gr.Button
     stop: gr.Button
+    follow_part: gr.Column  # the follow-up box: shown once the cell has run
+    follow: gr.Textbox
+    keep: gr.Checkbox
+    send: gr.Button
+    s_history: gr.HTML  # each lane's earlier turns, one value (turns.lane_history)
+    r_history: gr.HTML
     s_status: gr.Markdown
     s_grade: gr.Markdown
     s_answer: gr.Markdown
@@ -75,9 +82,19 @@ class Detail:
         return [self.s_status, self.s_answer, self.r_status, self.r_trace, self.r_answer]
 
     @property
+    def histories(self) -> list:
+        return [self.s_history, self.r_history]
+
+    @property
+    def execution(self) -> list:
+        """What version_values fills: one execution of the open cell (charts apart)."""
+        return [*self.lanes, self.s_grade, self.r_grade, self.r_acc, self.version, *self.histories, self.follow_part]
+
+    @property
     def read_only(self) -> set:
         """What only the server writes (no typing, no page script): safe to leave alone when unchanged."""
-        return {self.open_id, self.title, self.grading_note, *self.lanes, self.s_grade, self.r_grade, *self.plots}
+        return {self.open_id, self.title, self.grading_note, *self.lanes, self.s_grade, self.r_grade, *self.plots,
+                *self.histories}
 
     @property
     def settings(self) -> list:
@@ -86,7 +103,7 @@ class Detail:
     @property
     def shown(self) -> list:
         """Every component cell_values fills: the outputs of opening a cell."""
-        buttons = (gr.Button, gr.Checkbox)
+        buttons = (gr.Button, gr.Checkbox)  # the follow-up's "keep reasoning" stays as the visitor set it
         out = []
         for f in fields(self):
             value = getattr(self, f.name)
@@ -149,24 +166,41 @@ def _prompt_form() -> dict:
                 run=run, stop=stop)
 
 
+def _follow_up() -> dict:
+    """The next turn's box, under the lanes: it continues the shown run (the version picker's)."""
+    # visible=False, not "hidden": gradio 6.31 shows a layout updated to "hidden" (checked in Chromium), and
+    # unmounting these three components is cheap (their values survive it).
+    with gr.Column(visible=False, elem_classes="follow-up") as follow_part, gr.Row(equal_height=True):
+        follow = gr.Textbox(lines=1, max_lines=6, show_label=False, placeholder="Ask a follow-up (Ctrl+Enter sends)",
+                            interactive=True, scale=4, elem_classes="follow-prompt")
+        keep = gr.Checkbox(False, label="keep earlier reasoning", interactive=True, scale=1, min_width=120,
+                           elem_classes="follow-keep")
+        send = gr.Button("Send", variant="primary", size="sm", scale=0, min_width=90, elem_classes="send-btn")
+    return dict(follow_part=follow_part, follow=follow, keep=keep, send=send)
+
+
 def _lanes() -> dict:
     with gr.Row(equal_height=False):
         with gr.Column(elem_classes="lane lane-standard"):
+            s_history = gr.HTML("", elem_classes="lane-turns", padding=False)
             s_status = gr.Markdown(elem_classes="lane-status")
             s_grade = gr.Markdown(elem_classes="lane-grade")
             s_answer = gr.Markdown(elem_classes="lane-answer")
         with gr.Column(elem_classes="lane lane-reasoning"):
+            r_history = gr.HTML("", elem_classes="lane-turns", padding=False)
             r_status = gr.Markdown(elem_classes="lane-status")
             r_grade = gr.Markdown(elem_classes="lane-grade")
             with gr.Accordion("Reasoning trace", open=True, elem_classes="reasoning-acc") as r_acc:
                 # Its value is plain text, drawn as text by static/trace.js (appends only new text).
                 r_trace = gr.HTML("", html_template=TRACE_TEMPLATE, js_on_load=TRACE_JS, elem_classes="reasoning-trace")
             r_answer = gr.Markdown(elem_classes="lane-answer")
+    follow = _follow_up()
     with gr.Accordion("Charts", open=False, elem_classes="cell-charts") as charts:
         with gr.Row():
             plots = [gr.Plot(elem_classes=name) for name in ("plot-tokens", "plot-itl", "plot-split")]
     return dict(s_status=s_status, s_grade=s_grade, s_answer=s_answer, r_status=r_status, r_grade=r_grade,
-                r_acc=r_acc, r_trace=r_trace, r_answer=r_answer, charts=charts, plots=plots)
+                r_acc=r_acc, r_trace=r_trace, r_answer=r_answer, charts=charts, plots=plots, s_history=s_history,
+                r_history=r_history, **follow)
 
 
 def cell_values(d: Detail, cell, recommended) -> dict:
@@ -176,7 +210,7 @@ def cell_values(d: Detail, cell, recommended) -> dict:
     out = {d.view: gr.Column(visible=True), d.open_id: cell.id, d.title: title_of(cell),
            d.prompt_part: gr.Column(visible=shown(prompt)), d.note_part: gr.Column(visible=shown(not prompt)),
            d.note: cell.note, d.note_preview: cell.note, d.prompt: cell.prompt, d.system: cell.system_prompt or "",
-           d.grading_note: "", **version_values(d, cell, None), **form_values(d, cell, recommended)}
+           d.grading_note: "", d.follow: "", **version_values(d, cell, None), **form_values(d, cell, recommended)}
     out.update({p: None for p in d.plots})
     return out
 
@@ -200,14 +234,22 @@ def title_of(cell) -> str:
 
 def version_values(d: Detail, cell, number: int | None) -> dict:
     """The lanes, grades and version picker of one execution of the cell (the latest when None)."""
-    shown, _series = execution_view(cell, number)
+    lanes, _series = execution_view(cell, number)
     versions = [e.number for e in cell.executions]
     picked = number if number in versions else (versions[-1] if versions else None)
-    out = dict(zip(d.lanes, lane_outputs(shown), strict=True))
+    out = dict(zip(d.lanes, lane_outputs(lanes), strict=True))
     out.update(zip((d.s_grade, d.r_grade), execution_grades(cell, number), strict=True))
-    out[d.r_acc] = gr.Accordion(open=not shown["reasoning"].answer)
-    out[d.version] = gr.Dropdown(choices=[(f"run {n}", n) for n in versions], value=picked)
+    out[d.r_acc] = gr.Accordion(open=not lanes["reasoning"].answer)
+    out[d.version] = gr.Dropdown(choices=[(version_label(e), e.number) for e in cell.executions], value=picked)
+    out.update(history_values(d, cell, *shown_chain(cell, picked)))
+    out[d.follow_part] = gr.Column(visible=bool(cell.executions))
     return out
+
+
+def history_values(d: Detail, cell, earlier, asking: str | None) -> dict:
+    """Both lanes' earlier turns (and what the shown turn asked)."""
+    return {d.s_history: lane_history(cell, earlier, "standard", asking),
+            d.r_history: lane_history(cell, earlier, "reasoning", asking)}
 
 
 def chart_values(d: Detail, cell, number: int | None = None) -> dict:
@@ -219,7 +261,8 @@ def chart_values(d: Detail, cell, number: int | None = None) -> dict:
 
 def closed_values(d: Detail) -> dict:
     """Nothing open: the view hides and lets go of its texts and figures."""
-    out = {c: "" for c in (d.prompt, d.system, d.note, d.note_preview, *d.lanes, d.s_grade, d.r_grade)}
+    out = {c: "" for c in (d.prompt, d.system, d.note, d.note_preview, *d.lanes, d.s_grade, d.r_grade,
+                           *d.histories)}
     out.update({p: None for p in d.plots})
     out.update({d.view: gr.Column(visible=HIDDEN), d.open_id: "", d.title: ""})
     return out

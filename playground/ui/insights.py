@@ -54,14 +54,22 @@ def summary_cells(session) -> list[CellSummary]:
     return cells
 
 
-def summary_text(cells: list[CellSummary]) -> str:
+def session_turns(session) -> int:
+    """The turns of every run prompt cell's shown conversation (its latest run's): a cell never followed
+    up counts one."""
+    return sum(c.latest.turn for c in session.cells if c.kind == "prompt" and c.latest is not None)
+
+
+def summary_text(cells: list[CellSummary], turns: int = 0) -> str:
+    """The summary line; `turns` (session_turns) shows beside the cells when follow-ups add to them."""
     if not cells:
         return "Run a cell to see what reasoning costs."
     nums = summary_numbers(cells)
     mult = nums.get("median_latency_multiple")
+    head = f"{nums['cells']} cells" + (f" · {turns} turns" if turns > nums["cells"] else "") + " run"
     if mult is None:
-        return f"{nums['cells']} cells run · extra tokens {nums['total_extra_tokens']:+,}"
-    return (f"{nums['cells']} cells run · reasoning lane spent **{nums['total_extra_tokens']:+,}** extra tokens "
+        return f"{head} · extra tokens {nums['total_extra_tokens']:+,}"
+    return (f"{head} · reasoning lane spent **{nums['total_extra_tokens']:+,}** extra tokens "
             f"in all · median latency multiple **{mult:.2f}×**")
 
 
@@ -81,7 +89,7 @@ def insights_values(ins: Insights, session, panels: set) -> dict:
     """Every insight of the session; a panel's charts only when it is open (else left as they are)."""
     cells = summary_cells(session)
     v = session_verdict(session)
-    out = {ins.summary_text: summary_text(cells), ins.verdict_text: verdict_md(v)}
+    out = {ins.summary_text: summary_text(cells, session_turns(session)), ins.verdict_text: verdict_md(v)}
     if SUMMARY in panels:
         out[ins.summary_plot] = session_summary(cells)
     if VERDICT in panels:

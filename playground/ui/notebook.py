@@ -184,8 +184,7 @@ def _wire_opening(ctx: _Context, sid: gr.State) -> None:
             yield ({**version_values(d, cell, None), **(chart_values(d, cell) if CHARTS in gate.panels else {})}
                    if ok else unchanged(d.version))
 
-    listen(ui.cells.refresh_cell, refresh_cell, None, [*d.lanes, d.s_grade, d.r_grade, d.r_acc, d.version, *d.plots],
-           **LATEST)
+    listen(ui.cells.refresh_cell, refresh_cell, None, [*d.execution, *d.plots], **LATEST)
 
     def close_cell(request: gr.Request):
         gate = ctx.gates.of(request)
@@ -241,8 +240,7 @@ def _wire_structure(ctx: _Context) -> None:
             yield ({**version_values(d, cell, number), **(chart_values(d, cell, number) if CHARTS in gate.panels
                                                           else {})} if ok else unchanged(d.version))
 
-    listen(d.version.input, show_version, [d.open_id, d.version], [*d.lanes, d.s_grade, d.r_grade, d.r_acc,
-                                                                    d.version, *d.plots])
+    listen(d.version.input, show_version, [d.open_id, d.version], [*d.execution, *d.plots])
 
 
 def _wire_edits(ctx: _Context) -> None:

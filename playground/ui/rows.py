@@ -52,6 +52,7 @@ def row_of(cell) -> dict:
     ex = cell.latest if cell.kind == "prompt" else None
     if ex is not None:
         row["lanes"] = [lane_row(cell, ex.runs[lane]) if lane in ex.runs else None for lane in LANES]
+        row["turns"] = ex.turn  # of the conversation the latest run belongs to (the page shows it past 1)
     return row
 
 

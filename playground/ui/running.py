@@ -2,7 +2,8 @@
 and what a run changes besides its text: its row, versions, grades and charts.
 
 The stream carries the five lane texts and nothing else: each skipped output costs gradio 0.2–0.8 ms
-an update. Everything else comes from `settle`, which the page's timer calls every PLOT_INTERVAL_S
+an update (a follow-up's also carries both lanes' earlier turns and its box, written once at its
+start). Everything else comes from `settle`, which the page's timer calls every PLOT_INTERVAL_S
 while a run of the tab waits or runs (rows with live token counts, a live chart with a bounded number
 of points), and which runs once more right after a run ends (the row, grades, versions, final charts).
 A run keeps going when its cell is no longer open; only its row shows it then.
@@ -10,7 +11,9 @@ A run keeps going when its cell is no longer open; only its row shows it then.
 
 from __future__ import annotations
 
+import itertools
 import time
+from contextlib import closing
 
 import gradio as gr
 
@@ -20,7 +23,7 @@ from playground.lanes import LANES
 from . import rows
 from .cells import EMPTY, form_lanes, lane_outputs
 from .common import GPU_POOL, listen, owner_of, page, run_key
-from .detail import CHARTS, chart_values, version_values
+from .detail import CHARTS, chart_values, history_values, version_values
 from .views import LaneShown
 
 PLOT_INTERVAL_S = 3.0
@@ -65,17 +68,25 @@ def wire_runs(nb, pg, store, secret: bytes, gates, ui, sid, insights_refresh, in
     def settle(request: gr.Request):
         yield from settle_tab(gates.of(request), store, owner_of(request, secret), timer, ui)
 
-    inputs = [d.open_id, d.prompt, d.system, *d.settings]
-    settled = [timer, ui.cells, *d.lanes, d.s_grade, d.r_grade, d.r_acc, d.version, d.charts, *d.plots]
+    follow_open_cell = _follower(nb, pg, store, secret, gates, d)
+    settled = [timer, ui.cells, *d.execution, d.charts, *d.plots]
     # "multiple" down the chain: with gradio's default ("once") the page drops a chained step while the same
     # step of an earlier click is pending, so a cell's Run pressed while another cell runs would never run.
     chained = dict(api_visibility="private", trigger_mode="multiple")
-    listen(d.run.click, ask, d.open_id, [timer, ui.cells], queue=False, show_progress="hidden").then(
-        page(run_open_cell), inputs, d.lanes, concurrency_id=GPU_POOL,
-        # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
-        show_progress="full", show_progress_on=[d.s_status, d.r_status], **chained).then(
-        page(settle), None, settled, concurrency_limit=None, **chained).then(
-        page(insights_refresh), sid, insights_outputs, concurrency_limit=None, **chained)
+
+    def wire(button, handler, inputs, outputs) -> None:
+        """A click that asks for a run (at once), streams it into the open cell (in the model's queue), then
+        settles the cell's row and view and refreshes the session's insights."""
+        listen(button.click, ask, d.open_id, [timer, ui.cells], queue=False, show_progress="hidden").then(
+            page(handler), inputs, outputs, concurrency_id=GPU_POOL,
+            # "full" on the two status lines only: a waiting visitor sees their place in the queue there.
+            show_progress="full", show_progress_on=[d.s_status, d.r_status], **chained).then(
+            page(settle), None, settled, concurrency_limit=None, **chained).then(
+            page(insights_refresh), sid, insights_outputs, concurrency_limit=None, **chained)
+
+    wire(d.run, run_open_cell, [d.open_id, d.prompt, d.system, *d.settings], d.lanes)
+    wire(d.send, follow_open_cell, [d.open_id, d.follow, d.keep, d.version, *d.settings],
+         [*d.lanes, *d.histories, d.follow])
     listen(timer.tick, settle, None, settled, show_progress="hidden")
 
     def stop_open_cell(cell_id, request: gr.Request):
@@ -86,6 +97,40 @@ def wire_runs(nb, pg, store, secret: bytes, gates, ui, sid, insights_refresh, in
     # so a run still waiting for its turn is cancelled before that turn comes.
     listen(d.stop.click, stop_open_cell, d.open_id, None, queue=False)
     return timer
+
+
+def _follower(nb, pg, store, secret: bytes, gates, d):
+    """The page's handler of Send: the next turn of the shown run (Notebook.follow_up)."""
+    # Explicit parameters, as run_open_cell's: gradio injects gr.Request only into a named positional one.
+    def follow_open_cell(cell_id, prompt, keep, number, s_max, s_temp, s_top_p, s_top_k, s_seed, r_max, r_temp,
+                         r_top_p, r_top_k, r_seed, r_budget, request: gr.Request):
+        """The next turn of the shown run: both lanes' earlier turns (and the new prompt) first, then the
+        lanes streamed as Run streams them."""
+        gate, key = gates.of(request), run_key(request, cell_id)
+        try:
+            owner = owner_of(request, secret)
+            if pg.cancelled_while_waiting(key):
+                gr.Info("Stopped before it started: the follow-up was still waiting for its turn, and nothing was "
+                        "saved.")
+                yield UNCHANGED + (gr.skip(),) * 3
+                return
+            lanes = form_lanes((s_max, s_temp, s_top_p, s_top_k, s_seed), (r_max, r_temp, r_top_p, r_top_k, r_seed),
+                               r_budget)
+            cell = store.get_cell_full(owner, cell_id)
+            parent = number if any(e.number == number for e in cell.executions) else None
+            with closing(nb.follow_up(owner, cell_id, key, prompt, lanes, keep_reasoning=bool(keep),
+                                      parent=parent)) as stream:
+                first = next(stream, None)  # the checks (never ran, context too long) raise here, before any write
+                earlier = history_values(d, cell, cell.conversation(parent), prompt)
+                with gate.writing(cell_id, wait=True) as ok:
+                    if ok:
+                        yield UNCHANGED + (earlier[d.s_history], earlier[d.r_history], "")
+                turn = itertools.chain([first] if first is not None else [], stream)
+                yield from (texts + (gr.skip(),) * 3 for texts in stream_lanes(gate, cell_id, turn))
+        finally:
+            gate.ended(cell_id)
+
+    return follow_open_cell
 
 
 def stream_lanes(gate, cell_id: str, stream):

@@ -5,6 +5,7 @@ store links the turns, and a hostile follow-up reads as the text it is."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from playground.web.identity import COOKIE_NAME, load_secret, new_owner_id, sign
 
 pytestmark = pytest.mark.timeout(600)  # the first test also waits for the shared server and its model
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 VIEW = "#open-cell"
 HOSTILE = "And times ten? <img src=x onerror=\"window.__pwned=1\"> <script>window.__pwned=2</script>"
 SHORT = {"standard": {"max_new_tokens": 12}, "reasoning": {"max_new_tokens": 24}}
@@ -91,6 +93,13 @@ def test_a_follow_up_streams_the_next_turn_in_both_lanes_under_the_first(browser
         assert page.evaluate("() => typeof window.__pwned") == "undefined"
         assert view.locator(".lane-turns img, .lane-turns script").count() == 0
         assert view.locator(".cell-version input").input_value() == f"run {turns[1].number} · turn 2"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "conversation.png"), full_page=True)
+
+        # Bad input shows its named error, as Run's does, and saves nothing.
+        view.locator(".send-btn").click()  # the box was emptied when turn 2 started
+        page.wait_for_selector("[data-testid='toast-body']:has-text('The prompt is empty')", timeout=30_000)
+        assert len(store.get_cell_full(owner, cell.id).executions) == 2
         assert errors == []
     finally:
         context.close()

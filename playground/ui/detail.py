@@ -119,7 +119,7 @@ def build_detail() -> Detail:
         open_id = gr.Textbox(visible=False, elem_id="open-cell-id")
         with gr.Row(equal_height=True, elem_classes="open-cell-header"):
             title = gr.Markdown(elem_classes="open-cell-title")
-            version = gr.Dropdown([], show_label=False, container=False, min_width=100, scale=0,
+            version = gr.Dropdown([], show_label=False, container=False, min_width=150, scale=0,
                                   elem_classes="cell-version", interactive=True)
             up = gr.Button("↑", size="sm", min_width=36, scale=0, elem_classes="cell-up")
             down = gr.Button("↓", size="sm", min_width=36, scale=0, elem_classes="cell-down")

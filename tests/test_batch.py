@@ -12,6 +12,7 @@ import pytest
 
 from playground.app.batch_files import MAX_BATCH_BYTES, MAX_BATCH_ROWS, import_rows, parse_batch_file
 from playground.app.batch_jobs import check_budgets, plan_jobs, run_jobs
+from playground.app.notebook import Notebook
 from playground.app.service import Playground
 from playground.config import Settings
 from playground.errors import InvalidInput
@@ -359,3 +360,17 @@ def test_runs_batched_with_a_visitors_run_store_the_schedulers_record(loaded_nf4
     assert job_runs["reasoning"].record["settings"] == jobs[0].lanes["reasoning"].to_dict()
     assert job_runs["standard"].record["prompts"]["standard"]["text"] == jobs[0].prompts["standard"].text
     assert set(job_runs["standard"].record["prompts"]) == {"standard", "reasoning"}
+
+
+def test_run_all_after_a_follow_up_does_not_rerun_the_first_turn(pg, store):
+    """Resume reads the cell's first turn: a follow-up stored after it is no reason to run it again."""
+    sid = store.create_session("me", "turns").id
+    cell = store.add_cell("me", sid, prompt="What is 2 + 2?", settings=SMALL)
+    first = list(run_jobs(pg, store, "me", _plan(pg, store, sid)))
+    assert (first[-1].done, first[-1].skipped) == (1, 0)
+    lanes = _plan(pg, store, sid)[0].lanes
+    list(Notebook(pg, store).follow_up("me", cell.id, "k", "And times ten?", lanes))
+    assert [e.turn for e in store.get_session("me", sid).cells[0].executions] == [1, 2]
+    again = list(run_jobs(pg, store, "me", _plan(pg, store, sid)))
+    assert (again[-1].done, again[-1].skipped) == (1, 1)
+    assert len(store.get_session("me", sid).cells[0].executions) == 2  # nothing ran

@@ -142,8 +142,9 @@ def _with_prompts(job: Job, engine) -> Job:
 
 def already_done(job: Job, loaded) -> bool:
     """The resume rule (module docstring)."""
-    same_kind = [e for e in job.cell.executions
-                 if is_sweep(e) == job.sweep and (not job.sweep or sweep_budget(e) == job.budget)]
+    # A job runs the cell's first turn: a follow-up after it (turn 2 and on) is not a rerun of it.
+    same_kind = [e for e in job.cell.executions if e.turn == 1
+                 and is_sweep(e) == job.sweep and (not job.sweep or sweep_budget(e) == job.budget)]
     if not same_kind:
         return False
     ex = same_kind[-1]

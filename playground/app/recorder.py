@@ -5,7 +5,7 @@ batch chunk is one per job (rows keyed "<index>:<lane>"). The Recorder stores ea
 - start: one "running" row per lane (store.start_execution) with the record known before the run;
 - checkpoint: every running lane's partial text and timings at least every CHECKPOINT_INTERVAL_S;
 - finish: each lane's final state and metrics as soon as it ends, with the FINAL reproducibility
-  record, so what the run learned on the way is what gets stored (the scheduler's batch_runs and
+  record, so what the run learned on the way is what gets stored (the scheduler's shared_steps and
   batch_rows, ZeroGPU's flag, a remote server's response times and token-count sources);
 - grade: each lane's answer text against the cell's expected answer, once all its lanes ended;
 - close: on any exit (the consumer gone, an error) the run is stopped and every lane still

@@ -212,3 +212,34 @@ def test_the_share_page_of_a_300_cell_session_has_every_cell_and_lane(browser, a
         assert "Question 300:" in page.content()
     finally:
         context.close()
+
+
+def test_the_view_shows_the_prompt_part_or_the_note_part_never_both(browser, app, store, owner):
+    session = store.create_session(owner, "kinds")
+    store.add_cell(owner, session.id, prompt="A prompt cell.")
+    store.add_cell(owner, session.id, kind="note", note="A *note* cell.")
+    context, page, errors = open_page(browser, app, owner, session.id, 2)
+
+    def parts() -> tuple[bool, bool]:
+        return (page.locator(f"{VIEW} .prompt-cell").is_visible(), page.locator(f"{VIEW} .note-cell").is_visible())
+
+    try:
+        assert parts() == (True, False)
+        row(page, 1).click()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"() => /Note 2\\b/.test(document.querySelector('{TITLE}').innerText)", timeout=30_000)
+        page.wait_for_function(f"() => !document.querySelector('{VIEW} .run-btn').offsetParent")
+        assert parts() == (False, True)
+        assert page.locator(f"{VIEW} .cell-note textarea").input_value() == "A *note* cell."
+        page.keyboard.press("Escape")
+        page.wait_for_function(f"() => !{STATE}.open")
+        assert parts() == (False, False)
+        row(page, 1).click()
+        page.keyboard.press("Enter")
+        wait_title(page, 1)
+        page.wait_for_selector(f"{VIEW} .prompt-cell .run-btn")
+        assert parts() == (True, False)
+        assert errors == []
+    finally:
+        context.close()

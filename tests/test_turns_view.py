@@ -119,7 +119,7 @@ def test_the_session_summary_counts_turns_beside_cells(store, conversation):
     session = store.get_session(OWNER, conversation.session_id)
     assert session_turns(session) == 2  # the latest run's conversation: turn 1, then the branch's turn 2
     line = summary_text(summary_cells(session), session_turns(session))
-    assert line.startswith("1 cells · 2 turns run")
+    assert line.startswith("1 cell · 2 turns run")
     assert "turns" not in summary_text(summary_cells(session), 1)  # no follow-up: cells only
 
 

@@ -24,11 +24,15 @@ from .views import SETTING_FIELDS, figures, settings_values
 CHARTS = "charts"  # the open cell's chart panel, when a tab has it open (Gate.panels)
 TRACE_TEMPLATE = "<div class='trace-text'></div>"
 TRACE_JS = static_text("trace.js")
-HIDDEN = "hidden"  # gradio's "in the page, not shown": the part keeps its components (and their values)
+# What the view shows is a class on it (notebook.css hides the rest), never a component's `visible`:
+# gradio unmounts what is not visible (closing then opening a cell would tear down and rebuild the
+# view's forty components), and gradio 6.31 does not hide a layout updated to visible="hidden".
+VIEW_CLASSES = ("cell", "open-cell")
 
 
-def shown(yes: bool):
-    return True if yes else HIDDEN
+def view_column(kind: str | None) -> gr.Column:
+    """The view showing a prompt or note cell, or closed (None)."""
+    return gr.Column(elem_classes=[*VIEW_CLASSES, f"view-{kind or 'closed'}"])
 
 
 @dataclass
@@ -44,8 +48,6 @@ class Detail:
     delete: gr.Button
     close: gr.Button
     del_flag: gr.Checkbox
-    prompt_part: gr.Column
-    note_part: gr.Column
     prompt: gr.Textbox
     system: gr.Textbox
     s_fields: list
@@ -113,9 +115,7 @@ class Detail:
 
 def build_detail() -> Detail:
     """The view, hidden until a cell opens (inside the notebook column)."""
-    # Hidden parts are "hidden", never False: gradio unmounts what is not visible, and closing then
-    # opening a cell would tear down and rebuild the view's forty components each time.
-    with gr.Column(visible=HIDDEN, elem_id="open-cell", elem_classes="cell open-cell") as view:
+    with gr.Column(elem_id="open-cell", elem_classes=[*VIEW_CLASSES, "view-closed"]) as view:
         open_id = gr.Textbox(visible=False, elem_id="open-cell-id")
         with gr.Row(equal_height=True, elem_classes="open-cell-header"):
             title = gr.Markdown(elem_classes="open-cell-title")
@@ -127,14 +127,14 @@ def build_detail() -> Detail:
                                elem_classes="cell-delete")
             close = gr.Button("Close (Esc)", size="sm", min_width=36, scale=0, elem_classes="cell-close")
         del_flag = gr.Checkbox(visible=False)
-        with gr.Column(elem_classes="prompt-cell") as prompt_part:
+        with gr.Column(elem_classes="prompt-cell"):
             form = _prompt_form()
             lanes = _lanes()
-        with gr.Column(visible=HIDDEN, elem_classes="note-cell") as note_part:
+        with gr.Column(elem_classes="note-cell"):
             note = gr.Textbox(lines=3, label="Markdown", interactive=True, elem_classes="cell-note")
             note_preview = gr.Markdown(elem_classes="note-preview")
     return Detail(view=view, open_id=open_id, title=title, version=version, up=up, down=down, delete=delete,
-                  close=close, del_flag=del_flag, prompt_part=prompt_part, note_part=note_part, note=note,
+                  close=close, del_flag=del_flag, note=note,
                   note_preview=note_preview, **form, **lanes)
 
 
@@ -206,9 +206,7 @@ def _lanes() -> dict:
 def cell_values(d: Detail, cell, recommended) -> dict:
     """What the view shows for a stored cell (a CellFull): every component of d.shown, charts excepted
     (chart_values, drawn after the rest so that opening a cell is quick)."""
-    prompt = cell.kind == "prompt"
-    out = {d.view: gr.Column(visible=True), d.open_id: cell.id, d.title: title_of(cell),
-           d.prompt_part: gr.Column(visible=shown(prompt)), d.note_part: gr.Column(visible=shown(not prompt)),
+    out = {d.view: view_column(cell.kind), d.open_id: cell.id, d.title: title_of(cell),
            d.note: cell.note, d.note_preview: cell.note, d.prompt: cell.prompt, d.system: cell.system_prompt or "",
            d.grading_note: "", d.follow: "", **version_values(d, cell, None), **form_values(d, cell, recommended)}
     out.update({p: None for p in d.plots})
@@ -264,5 +262,5 @@ def closed_values(d: Detail) -> dict:
     out = {c: "" for c in (d.prompt, d.system, d.note, d.note_preview, *d.lanes, d.s_grade, d.r_grade,
                            *d.histories)}
     out.update({p: None for p in d.plots})
-    out.update({d.view: gr.Column(visible=HIDDEN), d.open_id: "", d.title: ""})
+    out.update({d.view: view_column(None), d.open_id: "", d.title: ""})
     return out

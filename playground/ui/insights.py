@@ -60,13 +60,17 @@ def session_turns(session) -> int:
     return sum(c.latest.turn for c in session.cells if c.kind == "prompt" and c.latest is not None)
 
 
+def counted(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def summary_text(cells: list[CellSummary], turns: int = 0) -> str:
     """The summary line; `turns` (session_turns) shows beside the cells when follow-ups add to them."""
     if not cells:
         return "Run a cell to see what reasoning costs."
     nums = summary_numbers(cells)
     mult = nums.get("median_latency_multiple")
-    head = f"{nums['cells']} cells" + (f" · {turns} turns" if turns > nums["cells"] else "") + " run"
+    head = counted(nums["cells"], "cell") + (f" · {turns} turns" if turns > nums["cells"] else "") + " run"
     if mult is None:
         return f"{head} · extra tokens {nums['total_extra_tokens']:+,}"
     return (f"{head} · reasoning lane spent **{nums['total_extra_tokens']:+,}** extra tokens "

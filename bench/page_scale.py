@@ -211,7 +211,9 @@ def gpu_speed(browser, server, store, stub: TokenStub) -> dict:
     return {"status": status.split(" · ")[0], "wall_s": wall, "text_kb": text / 1e3, "mb_received": data / 1e6,
             "asset_mb": assets / 1e6, "bytes_over_budget": data / (3 * text + 2e6),
             "longest_task_ms": max(tasks, default=0.0), "long_tasks": len(tasks),
-            "max_behind_s": lag_s(samples, stub.timeline.get("reasoning", []))}
+            # Against the tokens the trace shows: the answer after </think> goes to the answer box, and counting
+            # it here read the trace as falling behind from the moment the reasoning ended.
+            "max_behind_s": lag_s(samples, stub.timeline.get("reasoning", [])[:stub.trace_entries.get("reasoning")])}
 
 
 def main() -> None:

@@ -30,6 +30,9 @@ class TokenStub:
         self.sent: dict[str, int] = {}  # characters of text streamed, by lane ("standard" / "reasoning")
         # (wall-clock time, tokens sent so far) after every token, by lane: what the page is measured against
         self.timeline: dict[str, list[tuple[float, int]]] = {}
+        # How many of a lane's first timeline entries its reasoning trace shows: the <think> opener and the
+        # reasoning tokens, not the closing tag nor the answer after it (the page shows those elsewhere).
+        self.trace_entries: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -62,9 +65,11 @@ def _handler(stub: TokenStub):
             lane = "reasoning" if "<think>" in system else "standard"
             n = int(body.get("max_tokens") or 64)
             texts = [TOKEN_TEXT] * n
+            stub.trace_entries[lane] = 0
             if lane == "reasoning":
                 answer = min(ANSWER_TOKENS, max(1, n // 10))
                 texts = ["<think>\n"] + [TOKEN_TEXT] * (n - answer - 2) + ["</think>\n"] + [TOKEN_TEXT] * answer
+                stub.trace_entries[lane] = n - answer - 1
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()

@@ -20,7 +20,6 @@ quantization and rendered prompt.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import time
@@ -226,28 +225,20 @@ class _Flight:
         self._started = 0
         self.halt = threading.Event()  # the batch ended early (an error, the consumer gone)
         self.reports: queue.Queue = queue.Queue()
-        # The jobs store their executions in start order (a cell's versions, a sweep's points read in
-        # the order they were asked for), though their threads reach the store in any order.
-        self._turn = threading.Condition()
-        self._stored = 0  # jobs whose executions are stored (or that failed before storing any)
-
-    @contextlib.contextmanager
-    def in_start_order(self, n: int):
-        """Hold job `n` until the jobs started before it have stored their executions, then let the
-        next one go once `n` has (or has failed to)."""
-        with self._turn:
-            self._turn.wait_for(lambda: self._stored >= n - 1 or self.halt.is_set())
-        try:
-            yield
-        finally:
-            with self._turn:
-                self._stored = max(self._stored, n)
-                self._turn.notify_all()
 
     def start(self, job: Job, stop: threading.Event) -> None:
+        """Start the job's run and store its execution here, in the batch's thread, so a batch's executions
+        (a sweep's points, a cell's versions) are stored in the order asked for; its thread runs it."""
         self._started += 1
         n = self._started
-        thread = threading.Thread(target=self._run, args=(n, job, stop), name="batch-job", daemon=True)
+        run = self.engine.start_prompts(job.prompts, job.lanes, owner=self.owner)
+        extra = {"batch_rows": len(job.prompts), "batch_in_flight": self.batch_size,
+                 **({SWEEP_KEY: {"budget": job.budget}} if job.sweep else {})}
+        ex = Execution(job.cell, {lane: lane for lane in job.lanes}, extra)
+        recorder = Recorder(self.store, self.owner, run, [ex], self.engine.reproducibility_record(run), self.run_code)
+        recorder.start()  # on failure it finishes what it started and raises, in the batch's thread
+        self.runs[n] = run
+        thread = threading.Thread(target=self._run, args=(n, job, recorder, ex, stop), name="batch-job", daemon=True)
         self.threads[n] = thread
         thread.start()
 
@@ -275,15 +266,13 @@ class _Flight:
     def close(self) -> None:
         """Stop what is still in flight and wait until its lanes are saved (as stopped)."""
         self.halt.set()
-        with self._turn:
-            self._turn.notify_all()
         self.stop_all()
         for thread in list(self.threads.values()):
             thread.join(JOIN_S)
 
-    def _run(self, n: int, job: Job, stop: threading.Event) -> None:
+    def _run(self, n: int, job: Job, recorder: Recorder, ex: Execution, stop: threading.Event) -> None:
         try:
-            self.reports.put((n, job, _run_job(self, n, job, stop), None))
+            self.reports.put((n, job, _run_job(self, recorder, ex, stop), None))
         except BaseException as exc:  # handed to the batch's thread, which raises it
             self.reports.put((n, job, 0, exc))
 
@@ -294,19 +283,9 @@ def _label(job: Job) -> str:
                             if job.sweep else "")
 
 
-def _run_job(flight: _Flight, n: int, job: Job, stop: threading.Event) -> int:
-    """One engine run of the job's lanes, saved by a Recorder; the tokens it generated."""
-    with flight.in_start_order(n):
-        run = flight.engine.start_prompts(job.prompts, job.lanes, owner=flight.owner)
-        flight.runs[n] = run
-        if flight.halt.is_set():  # the batch ended while this thread started
-            run.stop()
-        extra = {"batch_rows": len(job.prompts), "batch_in_flight": flight.batch_size,
-                 **({SWEEP_KEY: {"budget": job.budget}} if job.sweep else {})}
-        ex = Execution(job.cell, {lane: lane for lane in job.lanes}, extra)
-        recorder = Recorder(flight.store, flight.owner, run, [ex], flight.engine.reproducibility_record(run),
-                            flight.run_code)
-        recorder.start()
+def _run_job(flight: _Flight, recorder: Recorder, ex: Execution, stop: threading.Event) -> int:
+    """One engine run of the job's lanes, saved by its Recorder; the tokens it generated."""
+    run = recorder.run
     try:
         for _update in run:
             if stop.is_set() or flight.halt.is_set():

@@ -154,9 +154,17 @@ function apply(m) {
 
 function setOpen(id) {
   st.open = id || null;
-  if (st.open && st.at.has(st.open)) {
+  const known = st.open && st.at.has(st.open);
+  if (known) {
     st.cursor = st.at.get(st.open);
     reveal(st.cursor);
+  }
+  // Which part of the view shows (notebook.css): set here, in the same update as the view's values,
+  // rather than by the server writing the view's Column (ui/detail.py Detail.shown says why).
+  const v = view();
+  if (v) {
+    const kind = known ? st.rows[st.at.get(st.open)].kind : null;
+    for (const k of ['prompt', 'note', 'closed']) v.classList.toggle('view-' + k, k === (kind || 'closed'));
   }
   requestAnimationFrame(unpend);  // the view's new values are in place by the next frame
 }

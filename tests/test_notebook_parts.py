@@ -201,3 +201,25 @@ def test_the_page_leaves_the_public_endpoint_names_alone(store):
     assert {"/run", "/stop", "/sessions", "/new_session", "/get_session", "/add_cell", "/run_cell", "/stop_cell",
             "/plan", "/load"} <= names
     assert not [n for n in names if re.search(r"_\d+$", n)], names
+
+
+def test_no_event_writes_the_open_cell_view_as_a_whole(store):
+    """On every status message of every event, gradio's page re-reads every component that any event ever
+    wrote, a layout's whole subtree included: an event writing the view's Column made each click walk its
+    forty components four times. What the view shows is a class the list's script sets (notebook.js)."""
+    from gradio.blocks import BlockContext
+
+    from playground.app.service import Playground
+    from playground.config import Settings
+    from playground.ui.app import create_app
+
+    demo = create_app(Playground(Settings()), store, b"k" * 32)
+
+    def size(block) -> int:
+        return 1 + sum(size(c) for c in getattr(block, "children", []))
+
+    written = {o._id: o for fn in demo.fns.values() for o in fn.outputs}
+    assert "open-cell" not in {o.elem_id for o in written.values()}
+    layouts = {getattr(o, "elem_id", None) or type(o).__name__: size(o) for o in written.values()
+               if isinstance(o, BlockContext) and size(o) > 1}
+    assert layouts and max(layouts.values()) <= 16, layouts  # the model panel's local/remote groups are the largest

@@ -24,15 +24,12 @@ from .views import SETTING_FIELDS, figures, settings_values
 CHARTS = "charts"  # the open cell's chart panel, when a tab has it open (Gate.panels)
 TRACE_TEMPLATE = "<div class='trace-text'></div>"
 TRACE_JS = static_text("trace.js")
-# What the view shows is a class on it (notebook.css hides the rest), never a component's `visible`:
-# gradio unmounts what is not visible (closing then opening a cell would tear down and rebuild the
-# view's forty components), and gradio 6.31 does not hide a layout updated to visible="hidden".
+# What the view shows (its prompt part, its note part, or nothing) is a class on it, view-prompt /
+# view-note / view-closed, that the list's script sets from the open row's kind (notebook.js setOpen;
+# notebook.css hides the rest). Never a component's `visible`: gradio unmounts what is not visible
+# (closing then opening a cell would rebuild the view's forty components), and gradio 6.31 does not
+# hide a layout updated to visible="hidden". Nor an update of the view's Column: see Detail.shown.
 VIEW_CLASSES = ("cell", "open-cell")
-
-
-def view_column(kind: str | None) -> gr.Column:
-    """The view showing a prompt or note cell, or closed (None)."""
-    return gr.Column(elem_classes=[*VIEW_CLASSES, f"view-{kind or 'closed'}"])
 
 
 @dataclass
@@ -104,12 +101,19 @@ class Detail:
 
     @property
     def shown(self) -> list:
-        """Every component cell_values fills: the outputs of opening a cell."""
-        buttons = (gr.Button, gr.Checkbox)  # the follow-up's "keep reasoning" stays as the visitor set it
+        """Every component cell_values fills: the outputs of opening a cell.
+
+        Neither the view's Column nor the charts' Accordion: on every status message of every event
+        (pending, started, each yield, done) gradio's page re-reads the value of every component that was
+        ever an output, a layout's whole subtree included. With the view among them, each click on the
+        page cost four walks of its forty components (bench.page_scale: about 90 ms of an add's 280)."""
+        skipped = (gr.Button, gr.Checkbox)  # the follow-up's "keep reasoning" stays as the visitor set it
         out = []
         for f in fields(self):
             value = getattr(self, f.name)
-            out += value if isinstance(value, list) else ([] if isinstance(value, buttons) else [value])
+            if value is self.view or value is self.charts:
+                continue
+            out += value if isinstance(value, list) else ([] if isinstance(value, skipped) else [value])
         return out
 
 
@@ -206,7 +210,7 @@ def _lanes() -> dict:
 def cell_values(d: Detail, cell, recommended) -> dict:
     """What the view shows for a stored cell (a CellFull): every component of d.shown, charts excepted
     (chart_values, drawn after the rest so that opening a cell is quick)."""
-    out = {d.view: view_column(cell.kind), d.open_id: cell.id, d.title: title_of(cell),
+    out = {d.open_id: cell.id, d.title: title_of(cell),
            d.note: cell.note, d.note_preview: cell.note, d.prompt: cell.prompt, d.system: cell.system_prompt or "",
            d.grading_note: "", d.follow: "", **version_values(d, cell, None), **form_values(d, cell, recommended)}
     out.update({p: None for p in d.plots})
@@ -262,5 +266,5 @@ def closed_values(d: Detail) -> dict:
     out = {c: "" for c in (d.prompt, d.system, d.note, d.note_preview, *d.lanes, d.s_grade, d.r_grade,
                            *d.histories)}
     out.update({p: None for p in d.plots})
-    out.update({d.view: view_column(None), d.open_id: "", d.title: ""})
+    out.update({d.open_id: "", d.title: ""})
     return out

@@ -195,6 +195,26 @@ def test_auto_concurrency_is_the_runs_the_plan_has_room_for(loaded_nf4):
     assert n == 1 and "one at a time" in why
 
 
+def test_prefill_and_decode_steps_keep_no_autograd_graph(engine):
+    """A forward outside generate() records every activation for a backward pass unless told not to; the
+    graph is chained through the cache, so it grew with every token (22 GB for a 1,500-token lane)."""
+    layer = engine.loaded.model.model.layers[1]
+    seen = []
+
+    def record(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        seen.append((args[0].shape[1] == 1, hidden.requires_grad))
+
+    handle = layer.register_forward_hook(record)
+    try:
+        results = engine.start(PROMPTS[0], None, lanes(6, min_new_tokens=6)).collect()
+    finally:
+        handle.remove()
+    assert {r.status for r in results.values()} == {"done"}
+    assert {decode for decode, _ in seen} == {False, True}  # both a prefill and decode steps ran through it
+    assert not any(grad for _, grad in seen), seen
+
+
 def test_an_oom_in_one_decode_step_ends_the_runs_in_it_and_the_next_run_works(engine):
     import torch
 

@@ -4,12 +4,15 @@ store links the turns, and a hostile follow-up reads as the text it is."""
 
 from __future__ import annotations
 
+import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bench.common import wait_status
+from bench.store import session_record
 from playground.store import open_store
 from playground.web.identity import COOKIE_NAME, load_secret, new_owner_id, sign
 
@@ -27,6 +30,17 @@ def store(server):
         yield s
 
 
+def open_cell_page(browser, server, owner, session_id):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    context.add_cookies([{"name": COOKIE_NAME, "value": sign(owner, load_secret(server.home)), "url": server.url}])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/?session={session_id}")
+    page.wait_for_function("() => window.pgNotebook && window.pgNotebook.state().open", timeout=120_000)
+    return context, page, errors
+
+
 def wait_stored(store, owner, cell_id, executions: int, timeout_s: float = 120):
     """The cell once it has `executions` executions, every lane of them finished."""
     deadline = time.monotonic() + timeout_s
@@ -42,14 +56,8 @@ def test_a_follow_up_streams_the_next_turn_in_both_lanes_under_the_first(browser
     owner = new_owner_id()
     session = store.create_session(owner, "conversation")
     cell = store.add_cell(owner, session.id, prompt="What is 2 + 2?", settings=SHORT)
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
-    context.add_cookies([{"name": COOKIE_NAME, "value": sign(owner, load_secret(server.home)), "url": server.url}])
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context, page, errors = open_cell_page(browser, server, owner, session.id)
     try:
-        page.goto(f"{server.url}/?session={session.id}")
-        page.wait_for_function("() => window.pgNotebook && window.pgNotebook.state().open", timeout=120_000)
         view = page.locator(VIEW)
         assert view.locator(".follow-up textarea").count() == 0  # nothing to follow up before the cell has run
         view.locator(".run-btn").click()
@@ -100,6 +108,37 @@ def test_a_follow_up_streams_the_next_turn_in_both_lanes_under_the_first(browser
         view.locator(".send-btn").click()  # the box was emptied when turn 2 started
         page.wait_for_selector("[data-testid='toast-body']:has-text('The prompt is empty')", timeout=30_000)
         assert len(store.get_cell_full(owner, cell.id).executions) == 2
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_stop_ends_a_follow_up_in_both_lanes_and_keeps_what_it_streamed(browser, server, store):
+    """Stop during turn 2 stops both lanes of that turn (not turn 1, stored before), stores what streamed,
+    and leaves the cell ready for another turn."""
+    owner = new_owner_id()
+    # Turn 1 comes from the store (a finished run): the test is about the follow-up, not the first run.
+    session = store.import_sessions(owner, [session_record(random.Random(7), "stop", 1, 20, datetime.now(UTC))])[0]
+    cell_id = session.cells[0].id
+    context, page, errors = open_cell_page(browser, server, owner, session.id)
+    try:
+        view = page.locator(VIEW)
+        box = view.locator(".follow-up textarea")
+        box.wait_for(state="visible", timeout=60_000)
+        box.fill("Now write a long story about the sea, in many chapters.")
+        view.locator(".send-btn").click()
+        wait_status(view, "reasoning", "running")
+        view.locator(".stop-btn").click()
+        stored = wait_stored(store, owner, cell_id, 2)
+        turn1, turn2 = stored.turns
+        assert turn2.turn == 2 and {r.status for r in turn1.runs.values()} == {"done"}
+        assert turn2.runs["reasoning"].status == "stopped"
+        assert {r.status for r in turn2.runs.values()} <= {"stopped", "done"}
+        # The lanes' default budgets (128 and 256 new tokens) were not reached: the run ended at the Stop.
+        assert turn2.runs["reasoning"].generated_tokens < 256
+        wait_status(view, "reasoning", "stopped")
+        assert view.locator(".cell-version input").input_value() == f"run {turn2.number} · turn 2"
+        box.wait_for(state="visible")  # another turn can be asked
         assert errors == []
     finally:
         context.close()

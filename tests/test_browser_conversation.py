@@ -117,9 +117,10 @@ def test_stop_ends_a_follow_up_in_both_lanes_and_keeps_what_it_streamed(browser,
     """Stop during turn 2 stops both lanes of that turn (not turn 1, stored before), stores what streamed,
     and leaves the cell ready for another turn."""
     owner = new_owner_id()
-    # Turn 1 comes from the store (a finished run): the test is about the follow-up, not the first run.
+    # Turn 1 comes from the store (a finished run, imported with only some of the metrics a run records):
+    # the test is about the follow-up, not the first run.
     session = store.import_sessions(owner, [session_record(random.Random(7), "stop", 1, 20, datetime.now(UTC))])[0]
-    cell_id = session.cells[0].id
+    cell_id = store.get_session(owner, session.id).cells[0].id
     context, page, errors = open_cell_page(browser, server, owner, session.id)
     try:
         view = page.locator(VIEW)

@@ -88,3 +88,14 @@ def test_running_metrics_count_only_what_every_list_already_holds():
     m = live.of(lane)
     assert (m.generated_tokens, m.answer_tokens, m.forced_tokens) == (3, 3, 1)
     assert m == result_metrics(lane) == lane_metrics(1, 0.0, lane.token_times, lane.token_kinds, lane.forced, 0.1)
+
+
+def test_a_stored_run_with_partial_or_odd_metrics_still_has_a_line_or_none():
+    """An imported session may carry an older version's or another tool's metrics: the view and share
+    pages show what there is (or nothing), never fail on it."""
+    from playground.evaluation.metrics import metrics_line
+
+    line = metrics_line({"ttft_s": 0.5, "total_s": 2.0, "generated_tokens": 20, "unknown_field": 1})
+    assert line is not None and "TTFT 0.50 s" in line
+    assert metrics_line({"ttft_s": "soon"}) is None  # an odd value: no line rather than an error
+    assert metrics_line(None) is None and metrics_line({}) is None

@@ -125,3 +125,15 @@ def format_metrics(m: LaneMetrics) -> str:
             f"answer {approx}{m.answer_tokens} tokens{' (estimated)' if approx else ''} · "
             f"{s(m.decode_tok_s, 'tok/s', 1)} · "
             f"ITL p50 {s(m.itl_p50_ms, 'ms', 0)} p95 {s(m.itl_p95_ms, 'ms', 0)} · {m.finish_reason or 'running'}")
+
+
+def metrics_line(metrics: dict | None) -> str | None:
+    """A run's stored metrics as format_metrics' line (plain text, not escaped); None when there are none
+    or they cannot be read: an imported session may lack fields (an older version's, another tool's) or
+    carry odd values, and opening its cell must still work."""
+    if not metrics:
+        return None
+    try:
+        return format_metrics(LaneMetrics(**{k: metrics.get(k) for k in LaneMetrics.__dataclass_fields__}))
+    except (TypeError, ValueError):
+        return None

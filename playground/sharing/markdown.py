@@ -20,7 +20,7 @@ import nh3
 from markdown_it import MarkdownIt
 
 from playground.evaluation.graders import GRADE_ICONS
-from playground.evaluation.metrics import LaneMetrics, format_metrics
+from playground.evaluation.metrics import metrics_line
 from playground.evaluation.verdict import Verdict, lane_grade, session_verdict
 from playground.lanes import LANE_TITLES
 from playground.store import SessionFull
@@ -43,17 +43,6 @@ _CLEANER = nh3.Cleaner(
 def render_markdown(text: str) -> str:
     """Untrusted Markdown to safe HTML: no raw HTML, no scripts, no images, safe links only."""
     return _CLEANER.clean(_MD.render(text))
-
-
-def metrics_line(metrics: dict | None) -> str | None:
-    """A run's stored metrics as one plain-text line (not escaped); None when there are none."""
-    if not metrics:
-        return None
-    try:
-        names = LaneMetrics.__dataclass_fields__
-        return format_metrics(LaneMetrics(**{k: metrics.get(k) for k in names}))
-    except (TypeError, ValueError):  # an imported file may carry odd values: show none rather than fail
-        return None
 
 
 def _pct(x: float | None) -> str:

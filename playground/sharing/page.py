@@ -27,13 +27,13 @@ import plotly.io as pio
 
 from playground.evaluation import charts
 from playground.evaluation.graders import GRADE_ICONS
+from playground.evaluation.metrics import metrics_line
 from playground.evaluation.verdict import lane_grade, session_verdict
 from playground.lanes import LANE_TITLES
 from playground.sharing.markdown import (
     BUDGET_COLUMNS,
     VERDICT_COLUMNS,
     budget_rows,
-    metrics_line,
     render_markdown,
     verdict_rows,
 )

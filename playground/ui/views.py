@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from playground.evaluation.charts import LaneSeries, inter_token_latency, token_split, tokens_over_time
-from playground.evaluation.metrics import LaneMetrics, format_metrics
+from playground.evaluation.metrics import metrics_line
 from playground.lanes import LANE_TITLES, LaneSettings
 
 STATUS_ICONS = {"queued": "…", "running": "▸", "done": "✓", "stopped": "■", "error": "✗", "interrupted": "✗",
@@ -40,8 +40,8 @@ class LaneShown:
 def status_line(lane: str, shown: LaneShown) -> str:
     title = LANE_TITLES.get(lane, lane)
     line = f"**{title}** {STATUS_ICONS.get(shown.status, '')} {shown.status}"
-    if shown.metrics:
-        line += " · " + html.escape(format_metrics(LaneMetrics(**shown.metrics)), quote=False)
+    if metrics := metrics_line(shown.metrics):
+        line += " · " + html.escape(metrics, quote=False)
     if shown.error:
         line += f"\n\n⚠️ {inert_md(shown.error)}"
     return line
